@@ -1,0 +1,3 @@
+from mtbsync.cli import main
+
+main()

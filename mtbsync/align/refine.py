@@ -1,0 +1,168 @@
+"""Sub-keyframe timing from the relative zoom between views.
+
+A path point pairs new keyframe i with reference keyframe j, so its reference time is only known to
+within half a keyframe interval. Riding forward enlarges everything ahead: the zoom z of reference
+keyframe j relative to new keyframe i says how far ahead (z > 0) or behind (z < 0) reference j is,
+and the zoom between consecutive reference keyframes says how much zoom one keyframe interval makes
+there. Their ratio places the new keyframe between the reference keyframes:
+
+    t_ref(i) = t_j - z(i, j) / z(j-1 -> j) * (t_j - t_{j-1})        (z > 0; mirror for z < 0)
+
+The estimate is depth-independent to first order because both zooms are measured on the same scene.
+A constant zoom between two different cameras (another lens or field of view) is removed first: it is
+the median zoom over all path points, where the true offsets average out.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+# Below this zoom per keyframe interval the reference is (nearly) standing still or the scene is
+# far away: the ratio is then too noisy to use, and the keyframe time is kept.
+_MIN_STEP_ZOOM = 0.01
+
+
+@dataclass(frozen=True)
+class RefinedPoints:
+    """Path points with refined reference times.
+
+    Attributes:
+        t_new: (n,) new keyframe times.
+        t_ref: (n,) refined reference times.
+        t_ref_keyframe: (n,) the reference keyframe times before refinement.
+        refined: (n,) whether the zoom refinement applied.
+        outside: (n,) the new keyframe shows a place before the reference's first keyframe or after
+            its last one (e.g. waiting behind the start gate): not part of the covered trail.
+        zoom_bias: The constant log-zoom removed (different cameras).
+    """
+
+    t_new: np.ndarray
+    t_ref: np.ndarray
+    t_ref_keyframe: np.ndarray
+    refined: np.ndarray
+    outside: np.ndarray
+    zoom_bias: float
+
+
+def refine_reference_times(
+    t_new: np.ndarray,
+    ref_times: np.ndarray,
+    ref_idx: np.ndarray,
+    pair_zoom: np.ndarray,
+    pair_weight: np.ndarray,
+    step_zoom: np.ndarray,
+) -> RefinedPoints:
+    """Refine each path point's reference time between its neighbouring reference keyframes.
+
+    Args:
+        t_new: (n,) new keyframe times of the path points.
+        ref_times: (m,) all reference keyframe times.
+        ref_idx: (n,) reference keyframe of each path point.
+        pair_zoom: (n,) log zoom of reference keyframe ``ref_idx`` relative to the new keyframe.
+        pair_weight: (n,) weights (inliers) of the path points, for the bias estimate.
+        step_zoom: (m,) log zoom from reference keyframe j-1 to j (``step_zoom[0]`` unused, NaN ok).
+
+    Returns:
+        The refined points.
+    """
+    t_new = np.asarray(t_new, np.float64)
+    ref_idx = np.asarray(ref_idx, np.int64)
+    base = ref_times[ref_idx].astype(np.float64) if len(ref_idx) else np.zeros(0)
+    usable = np.isfinite(pair_zoom) & (pair_weight > 0)
+    bias = _weighted_median(pair_zoom[usable], pair_weight[usable]) if usable.sum() >= 8 else 0.0
+    refined_t = base.copy()
+    refined = np.zeros(len(base), bool)
+    outside = np.zeros(len(base), bool)
+    m = len(ref_times)
+    for k, (j, z) in enumerate(zip(ref_idx, pair_zoom, strict=True)):
+        if not math.isfinite(z):
+            continue
+        z -= bias
+        if z > 0 and j > 0:  # reference keyframe is ahead: the place lies between j-1 and j
+            step, interval = step_zoom[j], ref_times[j] - ref_times[j - 1]
+            sign = -1.0
+        elif z <= 0 and j + 1 < m:  # behind: between j and j+1
+            step, interval = step_zoom[j + 1], ref_times[j + 1] - ref_times[j]
+            sign = 1.0
+        else:
+            # Ahead of the first reference keyframe or behind the last: outside the reference
+            # when the zoom exceeds half of a neighbouring keyframe step.
+            edge = step_zoom[1] if j == 0 and m > 1 else step_zoom[j] if j > 0 else math.nan
+            if math.isfinite(edge) and edge >= _MIN_STEP_ZOOM and abs(z) > 0.5 * edge:
+                outside[k] = True
+            continue
+        if not math.isfinite(step) or step < _MIN_STEP_ZOOM:
+            continue
+        fraction = min(abs(z) / step, 1.0)
+        refined_t[k] = ref_times[j] + sign * fraction * interval
+        refined[k] = True
+    return RefinedPoints(t_new, refined_t, base, refined, outside, float(bias))
+
+
+def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
+    if values.size == 0:
+        return 0.0
+    order = np.argsort(values)
+    cumulative = np.cumsum(weights[order])
+    return float(values[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])])
+
+
+@dataclass(frozen=True)
+class FrameTiming:
+    """Where, at full frame rate, a new run passes the place one reference frame shows.
+
+    Attributes:
+        t_new: Estimated new-run time (NaN when not found).
+        peak_inliers: Most inliers of any new frame in the window.
+        method: ``peak+zoom``, ``peak`` or ``none``.
+    """
+
+    t_new: float
+    peak_inliers: int
+    method: str
+
+
+def locate_in_window(
+    times: np.ndarray, inliers: np.ndarray, zooms: np.ndarray, *, zoom_bias: float = 0.0, min_inliers: int = 20
+) -> FrameTiming:
+    """Locate the moment a reference frame's place is passed, from the new frames of a window.
+
+    Two estimates are combined: the peak of the inlier count (parabola through the best frame and
+    its neighbours) and the zero crossing of the zoom (a weighted line fit of zoom against time,
+    zoom falling as the new rider passes the place). They fail differently - the peak is flat on
+    slow passages, the zoom is noisy on far scenes - so their mean is used when they agree.
+
+    Args:
+        times: (k,) new frame times, increasing, full frame rate.
+        inliers: (k,) inliers of each new frame against the reference frame.
+        zooms: (k,) log zoom of the reference frame relative to each new frame.
+        zoom_bias: Constant log zoom between the two cameras (see `refine_reference_times`).
+        min_inliers: Below this the reference frame is not found in the window.
+    """
+    times = np.asarray(times, np.float64)
+    inliers = np.asarray(inliers, np.float64)
+    if times.size < 3 or inliers.max(initial=0) < min_inliers:
+        return FrameTiming(math.nan, int(inliers.max(initial=0)), "none")
+    best = int(np.argmax(inliers))
+    peak = times[best]
+    if 0 < best < times.size - 1:
+        y0, y1, y2 = inliers[best - 1 : best + 2]
+        denom = y0 - 2 * y1 + y2
+        if denom < 0:
+            offset = 0.5 * (y0 - y2) / denom
+            peak = times[best] + float(np.clip(offset, -1, 1)) * 0.5 * (times[best + 1] - times[best - 1])
+    strong = np.isfinite(zooms) & (inliers >= max(min_inliers, 0.3 * inliers[best]))
+    method = "peak"
+    estimate = peak
+    if strong.sum() >= 4:
+        slope, intercept = np.polyfit(times[strong], zooms[strong] - zoom_bias, 1, w=np.sqrt(inliers[strong]))
+        if slope < 0:
+            crossing = -intercept / slope
+            frame = float(np.median(np.diff(times)))
+            if abs(crossing - peak) <= 3 * frame:
+                estimate = 0.5 * (peak + crossing)
+                method = "peak+zoom"
+    return FrameTiming(float(estimate), int(inliers[best]), method)

@@ -1,0 +1,440 @@
+"""Video input with PyAV: the only module that decodes video.
+
+Frames are sampled by presentation time (not by frame counting), so variable-frame-rate files and
+files with different rates sample the same moments. Decoding runs in the caller's thread; the
+pipeline overlaps it with feature extraction through `prefetch`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import queue
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import TypeVar
+
+import av
+import numpy as np
+
+from mtbsync.errors import MediaError
+
+log = logging.getLogger("mtbsync")
+
+_IDENTITY_CHUNK = 1 << 20  # bytes hashed at each end of a file
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a video file is, read from its container without decoding.
+
+    Attributes:
+        path: The file.
+        width: Coded width in pixels.
+        height: Coded height in pixels.
+        fps: Average frame rate as an exact fraction (e.g. 30000/1001).
+        duration: Duration in seconds (container or stream; best estimate).
+        frame_count: Frames according to the container (0 when unknown).
+        codec: Codec name (h264, hevc, ...).
+        identity: Size plus a hash of the head and tail of the file (see `video_identity`).
+    """
+
+    path: Path
+    width: int
+    height: int
+    fps: Fraction
+    duration: float
+    frame_count: int
+    codec: str
+    identity: str
+
+    @property
+    def frame_duration(self) -> float:
+        """Seconds per frame."""
+        return float(1 / self.fps) if self.fps else 1 / 30
+
+
+@dataclass
+class Frame:
+    """One decoded frame, grey, resized for feature extraction.
+
+    Attributes:
+        index: Sequence number among the frames this iterator yielded.
+        t: Presentation time in seconds from the start of the video.
+        image: ``uint8`` grey image, long side = the requested size.
+    """
+
+    index: int
+    t: float
+    image: np.ndarray
+
+
+@dataclass
+class DecodeReport:
+    """What a decode pass did, for the summary and for honest reporting.
+
+    Attributes:
+        source: The file actually decoded (the MP4, or its .LRV proxy).
+        mode: ``full`` (every frame decoded, sampled by time), ``keyframes`` or ``proxy``.
+        decoded_frames: Frames the decoder produced.
+        yielded_frames: Frames handed to the caller.
+        last_time: Time of the last decoded frame.
+        truncated: The file ended early or had unreadable data; frames up to `last_time` were used.
+        warnings: Human-readable notes.
+    """
+
+    source: Path | None = None
+    mode: str = "full"
+    decoded_frames: int = 0
+    yielded_frames: int = 0
+    last_time: float = 0.0
+    truncated: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+
+def video_identity(path: str | Path) -> str:
+    """A cheap content identity: the size and a BLAKE2 hash of the first and last MiB.
+
+    Re-reading a multi-GB file to hash it all would cost more than aligning it; head + tail + size
+    tells apart any two recordings in practice (the tail holds the MP4 index).
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    digest = hashlib.blake2b(digest_size=16)
+    with path.open("rb") as fh:
+        digest.update(fh.read(_IDENTITY_CHUNK))
+        if size > _IDENTITY_CHUNK:
+            fh.seek(max(_IDENTITY_CHUNK, size - _IDENTITY_CHUNK))
+            digest.update(fh.read(_IDENTITY_CHUNK))
+    return f"{size}:{digest.hexdigest()}"
+
+
+def _open(path: Path) -> av.container.InputContainer:
+    if not path.exists():
+        raise MediaError("file not found", path=path)
+    if path.is_dir():
+        raise MediaError("is a folder, not a video file", path=path)
+    if path.stat().st_size == 0:
+        raise MediaError("file is empty (0 bytes)", path=path)
+    try:
+        return av.open(str(path), mode="r")
+    except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
+        raise MediaError(
+            f"cannot read the container ({_short(exc)}); the file may be truncated or not a video", path=path
+        ) from None
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:160]
+
+
+def _video_stream(container: av.container.InputContainer, path: Path) -> av.video.stream.VideoStream:
+    if not container.streams.video:
+        raise MediaError("has no video stream", path=path)
+    return container.streams.video[0]
+
+
+def _stream_fps(stream: av.video.stream.VideoStream) -> Fraction:
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    return Fraction(rate) if rate else Fraction(0)
+
+
+def _start_offset(stream: av.video.stream.VideoStream) -> float:
+    if stream.start_time is None or stream.time_base is None:
+        return 0.0
+    return float(stream.start_time * stream.time_base)
+
+
+def probe(path: str | Path) -> VideoInfo:
+    """Read a video's size, rate, duration and identity without decoding it.
+
+    Raises:
+        MediaError: The file is missing, empty, unreadable or has no video stream.
+    """
+    path = Path(path)
+    with _open(path) as container:
+        stream = _video_stream(container, path)
+        fps = _stream_fps(stream)
+        if stream.duration is not None and stream.time_base is not None:
+            duration = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            duration = container.duration / av.time_base
+        else:
+            duration = 0.0
+        frame_count = int(stream.frames or 0)
+        if frame_count == 0 and fps and duration:
+            frame_count = round(duration * fps)
+        width = stream.codec_context.width
+        height = stream.codec_context.height
+        codec = stream.codec_context.name
+    if width <= 0 or height <= 0:
+        raise MediaError("video stream has no picture size", path=path)
+    return VideoInfo(path, width, height, fps, duration, frame_count, codec, video_identity(path))
+
+
+def find_proxy(path: str | Path) -> Path | None:
+    """The GoPro low-resolution proxy (.LRV) recorded beside ``path``, if there is one.
+
+    GoPro names the proxy of ``GX010123.MP4`` ``GL010123.LRV`` (``GH`` -> ``GL`` as well); older
+    cameras use the same stem with an ``.LRV`` extension.
+    """
+    path = Path(path)
+    stem = path.stem
+    candidates = [stem]
+    if len(stem) >= 2 and stem[:2].upper() in {"GX", "GH"}:
+        candidates.insert(0, "GL" + stem[2:])
+    for name in candidates:
+        for ext in (".LRV", ".lrv"):
+            proxy = path.with_name(name + ext)
+            if proxy.exists() and proxy != path:
+                return proxy
+    return None
+
+
+def scaled_size(width: int, height: int, long_side: int) -> tuple[int, int]:
+    """(width, height) scaled so the long side is ``long_side``, both even."""
+    scale = long_side / max(width, height)
+    new_w = max(2, round(width * scale / 2) * 2)
+    new_h = max(2, round(height * scale / 2) * 2)
+    return new_w, new_h
+
+
+def iter_sampled_frames(
+    path: str | Path,
+    *,
+    sample_fps: float,
+    long_side: int,
+    keyframes_only: bool = False,
+    threads: int = 0,
+    report: DecodeReport | None = None,
+    start: float = 0.0,
+    end: float | None = None,
+) -> Iterator[Frame]:
+    """Decode ``path`` once and yield grey frames sampled at ``sample_fps`` by presentation time.
+
+    A frame is yielded for each sampling instant k / sample_fps: the first decoded frame whose time
+    reaches that instant (within half a frame), so the selection depends only on timestamps.
+    Memory stays constant: frames are yielded as they are decoded.
+
+    Args:
+        path: Video file.
+        sample_fps: Sampling rate in frames per second (<= 0 means every frame).
+        long_side: Output frames are resized so their long side is this many pixels.
+        keyframes_only: Decode only codec key frames (much faster; the rate is then the GOP rate).
+        threads: Decoder threads (0 = automatic).
+        report: Filled in with what the decode did (truncation, counts).
+        start: Skip frames before this time (seconds).
+        end: Stop after this time (seconds).
+
+    Raises:
+        MediaError: Missing/unreadable file, no video stream, or no decodable frame at all.
+    """
+    path = Path(path)
+    report = report if report is not None else DecodeReport()
+    report.source = path
+    report.mode = "keyframes" if keyframes_only else report.mode
+    container = _open(path)
+    try:
+        stream = _video_stream(container, path)
+        stream.thread_type = "AUTO"
+        if threads:
+            stream.thread_count = threads
+        if keyframes_only:
+            stream.codec_context.skip_frame = "NONKEY"
+        fps = _stream_fps(stream)
+        half_frame = 0.5 / float(fps) if fps else 0.5 / 30
+        offset = _start_offset(stream)
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if width <= 0 or height <= 0:
+            raise MediaError("video stream has no picture size", path=path)
+        out_w, out_h = scaled_size(width, height, long_side)
+        step = 1.0 / sample_fps if sample_fps > 0 else 0.0
+        next_t = start
+        if start > 1.0:
+            container.seek(int((start - 1.0 + offset) / stream.time_base), stream=stream, backward=True)
+        index = 0
+        pending: tuple[float, av.VideoFrame] | None = None  # last frame seen, not yielded yet
+
+        def emit(t: float, frame: av.VideoFrame) -> Frame:
+            nonlocal index
+            image = frame.reformat(width=out_w, height=out_h, format="gray").to_ndarray()
+            index += 1
+            report.yielded_frames += 1
+            return Frame(index=index - 1, t=t, image=image)
+
+        try:
+            for frame in container.decode(stream):
+                if frame.pts is None:
+                    continue
+                t = float(frame.pts * stream.time_base) - offset
+                report.decoded_frames += 1
+                report.last_time = t
+                if end is not None and t > end + half_frame:
+                    break
+                if t < start - half_frame:
+                    continue
+                if not step:
+                    yield emit(t, frame)
+                    continue
+                # Serve every sampling instant this frame has reached with the nearer of this frame
+                # and the previous one; a frame serves at most one instant (no duplicates).
+                chosen_now: float | None = None
+                while t >= next_t - 1e-9:
+                    if pending is not None and next_t - pending[0] <= t - next_t:
+                        yield emit(*pending)
+                        pending = None
+                    elif chosen_now is None:
+                        chosen_now = t
+                    next_t += step
+                if chosen_now is not None:
+                    yield emit(t, frame)
+                    pending = None
+                else:
+                    pending = (t, frame)
+            if pending is not None and next_t - pending[0] <= min(half_frame, step / 2):
+                yield emit(*pending)
+        except av.FFmpegError as exc:
+            report.truncated = True
+            message = f"decoding stopped at {report.last_time:.2f} s ({_short(exc)}); using what was readable"
+            report.warnings.append(message)
+            log.warning("%s: %s", path, message)
+    finally:
+        container.close()
+    if report.yielded_frames == 0:
+        raise MediaError("no decodable video frames", path=path)
+    expected = probe_duration_quiet(path)
+    if expected and not keyframes_only and report.last_time < expected - 1.5 and end is None:
+        report.truncated = True
+        message = f"only {report.last_time:.1f} s of {expected:.1f} s could be decoded (truncated file?)"
+        report.warnings.append(message)
+        log.warning("%s: %s", path, message)
+
+
+def probe_duration_quiet(path: Path) -> float:
+    """The container's duration in seconds, or 0 when it cannot be read."""
+    try:
+        with av.open(str(path)) as container:
+            if container.duration is not None:
+                return container.duration / av.time_base
+    except (av.FFmpegError, OSError):
+        pass
+    return 0.0
+
+
+def merge_windows(windows: Iterable[tuple[float, float]], gap: float) -> list[tuple[float, float]]:
+    """Sort time windows and merge those closer than ``gap`` seconds (decoding through is cheaper)."""
+    merged: list[tuple[float, float]] = []
+    for lo, hi in sorted(windows):
+        if merged and lo <= merged[-1][1] + gap:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+        else:
+            merged.append((lo, hi))
+    return merged
+
+
+def iter_window_frames(
+    path: str | Path,
+    windows: Iterable[tuple[float, float]],
+    *,
+    long_side: int,
+    threads: int = 0,
+    seek_gap: float = 4.0,
+) -> Iterator[Frame]:
+    """Yield every frame whose time lies in one of ``windows`` (full frame rate), in time order.
+
+    Windows closer than ``seek_gap`` seconds are decoded through; farther ones are reached by
+    seeking to the preceding key frame, so the cost follows the windows, not the video length.
+
+    Raises:
+        MediaError: Missing/unreadable file or no video stream.
+    """
+    path = Path(path)
+    plan = merge_windows(windows, seek_gap)
+    if not plan:
+        return
+    container = _open(path)
+    try:
+        stream = _video_stream(container, path)
+        stream.thread_type = "AUTO"
+        if threads:
+            stream.thread_count = threads
+        fps = _stream_fps(stream)
+        half_frame = 0.5 / float(fps) if fps else 0.5 / 30
+        offset = _start_offset(stream)
+        out_w, out_h = scaled_size(stream.codec_context.width, stream.codec_context.height, long_side)
+        index = 0
+        last_t = -math.inf
+        for lo, hi in plan:
+            if lo - last_t > seek_gap or lo < last_t:
+                target = max(0.0, lo - half_frame) + offset
+                container.seek(int(target / stream.time_base), stream=stream, backward=True)
+            try:
+                for frame in container.decode(stream):
+                    if frame.pts is None:
+                        continue
+                    t = float(frame.pts * stream.time_base) - offset
+                    last_t = t
+                    if t < lo - half_frame:
+                        continue
+                    if t > hi + half_frame:
+                        break
+                    image = frame.reformat(width=out_w, height=out_h, format="gray").to_ndarray()
+                    yield Frame(index=index, t=t, image=image)
+                    index += 1
+            except av.FFmpegError as exc:
+                log.warning("%s: decoding stopped near %.2f s (%s)", path, last_t, _short(exc))
+                break
+    finally:
+        container.close()
+
+
+T = TypeVar("T")
+
+
+def prefetch(items: Iterable[T], depth: int = 8) -> Iterator[T]:
+    """Run ``items`` in a background thread, keeping at most ``depth`` items ahead of the consumer.
+
+    Decoding (PyAV releases the GIL) then overlaps the consumer's work (OpenCV releases it too), while
+    memory stays bounded by ``depth``. Exceptions in the producer are re-raised in the consumer.
+    """
+    buffer: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                buffer.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(done)
+        except BaseException as exc:
+            put(exc)
+
+    worker = threading.Thread(target=produce, name="mtbsync-decode", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = buffer.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join(timeout=5)
+

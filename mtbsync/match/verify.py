@@ -1,0 +1,130 @@
+"""Geometric verification of keyframe pairs, and the relative zoom between two views.
+
+For each (query keyframe, train keyframe) pair: Hamming 2-NN matching with the ratio test, then a
+RANSAC homography. The inlier count says whether the two frames show the same place. Among the
+inliers, the median log ratio of point-to-point distances is the *zoom* of the train view relative to
+the query view: riding forward makes everything grow, so the zoom tells which view is further along
+the trail, and by how much (used for sub-keyframe timing in `align.refine`).
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from mtbsync.config import MatchConfig
+from mtbsync.features.index import FeatureIndex
+from mtbsync.gpu import match_descriptors
+
+_MIN_MATCHES_FOR_RANSAC = 8
+_MIN_POINT_SEPARATION = 12.0  # px; shorter baselines make distance ratios noisy
+_ZOOM_SAMPLE_PAIRS = 1500
+
+
+@dataclass(frozen=True)
+class PairGeometry:
+    """Verification results for P keyframe pairs (one entry per pair).
+
+    Attributes:
+        matches: Ratio-test matches.
+        inliers: RANSAC homography inliers.
+        log_zoom: Median log distance ratio train/query over inliers (NaN when not measurable).
+    """
+
+    matches: np.ndarray
+    inliers: np.ndarray
+    log_zoom: np.ndarray
+
+
+def log_zoom_between(query_xy: np.ndarray, train_xy: np.ndarray, seed: int = 0) -> float:
+    """Median log ratio of distances between random inlier point pairs, train over query.
+
+    Distance ratios are invariant to rotation and translation, so head turns and lateral offsets do
+    not bias the zoom; the median ignores the few mismatches RANSAC let through.
+    """
+    n = query_xy.shape[0]
+    if n < 4:
+        return math.nan
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, n, _ZOOM_SAMPLE_PAIRS)
+    b = rng.integers(0, n, _ZOOM_SAMPLE_PAIRS)
+    dq = np.hypot(*(query_xy[a] - query_xy[b]).T)
+    dt = np.hypot(*(train_xy[a] - train_xy[b]).T)
+    usable = (dq > _MIN_POINT_SEPARATION) & (dt > _MIN_POINT_SEPARATION)
+    if usable.sum() < 10:
+        return math.nan
+    return float(np.median(np.log(dt[usable] / dq[usable])))
+
+
+def verify_pair(
+    query_kp: np.ndarray,
+    query_desc: np.ndarray,
+    train_kp: np.ndarray,
+    train_desc: np.ndarray,
+    config: MatchConfig,
+    *,
+    reproj_px: float,
+) -> tuple[int, int, float]:
+    """Match and verify one pair; returns (matches, inliers, log_zoom)."""
+    if query_desc.shape[0] < 2 or train_desc.shape[0] < 2:
+        return 0, 0, math.nan
+    qi, ti, _ = match_descriptors(
+        query_desc, train_desc, ratio=config.ratio, max_distance=config.max_distance, device=config.device
+    )
+    n_matches = int(qi.shape[0])
+    if n_matches < _MIN_MATCHES_FOR_RANSAC:
+        return n_matches, 0, math.nan
+    src = query_kp[qi, :2].astype(np.float32)
+    dst = train_kp[ti, :2].astype(np.float32)
+    _, mask = cv2.findHomography(src, dst, cv2.RANSAC, reproj_px, maxIters=500, confidence=0.995)
+    if mask is None:
+        return n_matches, 0, math.nan
+    inlier = mask.ravel().astype(bool)
+    n_inliers = int(inlier.sum())
+    if n_inliers < 4:
+        return n_matches, n_inliers, math.nan
+    return n_matches, n_inliers, log_zoom_between(src[inlier], dst[inlier])
+
+
+def verify_pairs(
+    query: FeatureIndex,
+    train: FeatureIndex,
+    pairs: np.ndarray,
+    config: MatchConfig,
+    *,
+    threads: int = 2,
+) -> PairGeometry:
+    """Verify every (query keyframe, train keyframe) row of ``pairs``.
+
+    Args:
+        query: Index of the query run (usually the new run).
+        train: Index of the train run (usually the reference).
+        pairs: (P, 2) int array of keyframe numbers (query, train).
+        config: Matching parameters.
+        threads: Worker threads (matching and RANSAC release the GIL).
+
+    Returns:
+        Per-pair matches, inliers and log zoom.
+    """
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    # RANSAC threshold is given for a 640-px feature image; scale it to the image actually used.
+    reproj_px = config.ransac_reproj_px * max(query.image_size) / 640.0
+
+    def work(row: np.ndarray) -> tuple[int, int, float]:
+        q, t = query.frame(int(row[0])), train.frame(int(row[1]))
+        return verify_pair(q.keypoints, q.descriptors, t.keypoints, t.descriptors, config, reproj_px=reproj_px)
+
+    if threads > 1 and len(pairs) > 8:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            results = list(pool.map(work, pairs, chunksize=16))
+    else:
+        results = [work(row) for row in pairs]
+    if not results:
+        empty = np.zeros(0)
+        return PairGeometry(empty.astype(np.int32), empty.astype(np.int32), empty)
+    matches, inliers, zoom = zip(*results, strict=True)
+    return PairGeometry(np.array(matches, np.int32), np.array(inliers, np.int32), np.array(zoom, np.float64))

@@ -1,0 +1,507 @@
+"""The pipeline: composes the stages, times each one, and writes the hand-off files.
+
+The CLI (and later the API and the service) call these functions; they hold no logic of their own.
+Every stage runs inside ``timer.stage(...)`` (or publishes its busy time when it overlaps another
+stage), so one `StageTimer` sees everything.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from mtbsync import __version__
+from mtbsync.align.fit import fit_warp
+from mtbsync.align.pairs import AlignmentPair, write_pairs_csv
+from mtbsync.align.path import KeyframePath, monotone_path
+from mtbsync.align.refine import refine_reference_times
+from mtbsync.align.warp import Warp, save_warp, write_timewarp_json
+from mtbsync.config import SyncConfig
+from mtbsync.features.index import THUMB_SIZE, FeatureIndex, load_index, save_index
+from mtbsync.features.orb import OrbExtractor
+from mtbsync.gpu import backend_name
+from mtbsync.io.video import DecodeReport, VideoInfo, find_proxy, iter_sampled_frames, prefetch, probe
+from mtbsync.markers import Marker, TransferredMarker, transfer_markers
+from mtbsync.match.retrieval import appearance_similarity, top_candidates
+from mtbsync.match.verify import verify_pairs
+from mtbsync.timing import BusyClock, StageTimer
+
+log = logging.getLogger("mtbsync")
+
+Progress = Callable[[str, int, int | None], None]
+
+
+def _no_progress(stage: str, done: int, total: int | None) -> None:
+    return None
+
+
+@dataclass
+class KeyframeResult:
+    """Keyframe features of one video and how they were decoded."""
+
+    index: FeatureIndex
+    info: VideoInfo
+    report: DecodeReport
+
+
+def extract_keyframes(
+    video: str | Path,
+    config: SyncConfig,
+    *,
+    timer: StageTimer,
+    progress: Progress = _no_progress,
+    label: str = "",
+) -> KeyframeResult:
+    """Decode ``video`` once, sampling keyframes by time, and compute their ORB features.
+
+    Decoding runs in a background thread, overlapped with feature extraction; memory stays bounded.
+    The decode and feature busy times are published as the stages ``decode`` and ``features``.
+
+    Raises:
+        MediaError: The video cannot be read.
+    """
+    info = probe(video)
+    source = Path(video)
+    report = DecodeReport()
+    if config.decode.prefer_proxy:
+        proxy = find_proxy(video)
+        if proxy is not None:
+            source = proxy
+            report.mode = "proxy"
+            log.info("%s: using the GoPro proxy %s", video, proxy.name)
+    long_side = min(config.features.feature_side, config.decode.max_side)
+    decode_clock, feature_clock = BusyClock(), BusyClock()
+    expected = max(1, int(info.duration * config.decode.sample_fps) + 1) if info.duration else None
+
+    def decoded():
+        frames = iter_sampled_frames(
+            source,
+            sample_fps=config.decode.sample_fps,
+            long_side=long_side,
+            keyframes_only=config.decode.keyframes_only,
+            threads=config.decode.threads,
+            report=report,
+        )
+        while True:
+            with decode_clock:
+                frame = next(frames, None)
+            if frame is None:
+                return
+            yield frame
+
+    extractor = OrbExtractor(config.features)
+    times, features, thumbs = [], [], []
+    image_size = (0, 0)
+    for frame in prefetch(decoded(), depth=6):
+        with feature_clock:
+            image_size = (frame.image.shape[1], frame.image.shape[0])
+            features.append(extractor(frame.image))
+            thumbs.append(cv2.resize(frame.image, THUMB_SIZE, interpolation=cv2.INTER_AREA))
+            times.append(frame.t)
+        progress(f"{label}features", len(times), expected)
+    timer.add_busy("decode", decode_clock, frames=report.decoded_frames, extra={"video": label or str(video)})
+    timer.add_busy("features", feature_clock, frames=len(times), extra={"video": label or str(video)})
+    params = {
+        "sample_fps": config.decode.sample_fps,
+        "long_side": long_side,
+        "keyframes_only": config.decode.keyframes_only,
+        "decode_mode": report.mode,
+        "decoded_from": str(source),
+        "truncated": report.truncated,
+        "features": {
+            "n_features": config.features.n_features,
+            "clahe": config.features.clahe,
+            "fast_threshold": config.features.fast_threshold,
+        },
+        "mtbsync_version": __version__,
+    }
+    video_facts = {
+        "path": str(Path(video).resolve()),
+        "identity": info.identity,
+        "width": info.width,
+        "height": info.height,
+        "fps": [info.fps.numerator, info.fps.denominator],
+        "duration": info.duration,
+        "codec": info.codec,
+    }
+    index = FeatureIndex.from_frames(times, features, thumbs, image_size, video_facts, params)
+    return KeyframeResult(index, info, report)
+
+
+def build_index(
+    reference: str | Path,
+    out: str | Path,
+    config: SyncConfig,
+    *,
+    timer: StageTimer,
+    progress: Progress = _no_progress,
+) -> KeyframeResult:
+    """Build and save the reference run's feature index (``mtbsync index``)."""
+    result = extract_keyframes(reference, config, timer=timer, progress=progress, label="reference ")
+    with timer.stage("save", frames=len(result.index)):
+        save_index(result.index, out)
+    return result
+
+
+def config_for_index(config: SyncConfig, index: FeatureIndex) -> SyncConfig:
+    """The configuration a new run must be decoded with to be comparable with ``index``."""
+    params = index.params
+    feats = params.get("features", {})
+    return config.with_overrides(
+        decode={"sample_fps": params.get("sample_fps", config.decode.sample_fps)},
+        features={
+            "n_features": feats.get("n_features", config.features.n_features),
+            "clahe": feats.get("clahe", config.features.clahe),
+            "fast_threshold": feats.get("fast_threshold", config.features.fast_threshold),
+            "feature_side": params.get("long_side", config.features.feature_side),
+        },
+    )
+
+
+@dataclass
+class Alignment:
+    """Everything the alignment of two runs produced."""
+
+    warp: Warp
+    pairs: list[AlignmentPair]
+    path: KeyframePath
+    similarity: np.ndarray
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _verification_score(inliers: np.ndarray, min_inliers: int) -> np.ndarray:
+    return np.clip((inliers - min_inliers) / float(min_inliers), -1.0, 3.0)
+
+
+def align_indexes(
+    ref: FeatureIndex,
+    new: FeatureIndex,
+    config: SyncConfig,
+    *,
+    timer: StageTimer,
+    progress: Progress = _no_progress,
+) -> Alignment:
+    """Align the new run's keyframes to the reference's: retrieval, verification, path, refine, warp."""
+    device = backend_name(config.match.device)
+    n_new, n_ref = len(new), len(ref)
+    ref_step = float(np.median(np.diff(ref.times))) if n_ref > 1 else 1.0
+    new_step = float(np.median(np.diff(new.times))) if n_new > 1 else 1.0
+    max_step = max(2, math.ceil(config.path.max_speed_ratio * new_step / ref_step))
+
+    with timer.stage("matching", device=device) as rec:
+        similarity = appearance_similarity(new, ref, vocabulary_size=config.path.vocabulary_size, device=device)
+        coarse = monotone_path(np.clip(similarity - 2.0, -1.0, 4.0), max_step=max_step, stop_penalty=0.1)
+        candidates = _candidate_pairs(similarity, coarse, k=4, around=max_step)
+        geometry = verify_pairs(new, ref, candidates, config.match)
+        inliers = np.full((n_new, n_ref), -1.0)
+        zoom = np.full((n_new, n_ref), np.nan)
+        inliers[candidates[:, 0], candidates[:, 1]] = geometry.inliers
+        zoom[candidates[:, 0], candidates[:, 1]] = geometry.log_zoom
+        rec.frames = len(candidates)
+        rec.extra.update(pairs_verified=len(candidates))
+    progress("matching", 1, 1)
+
+    with timer.stage("path") as rec:
+        score = np.where(inliers >= 0, _verification_score(inliers, config.match.min_inliers), -1.0)
+        path = monotone_path(score, max_step=max_step, stop_penalty=config.path.stop_penalty)
+        rec.frames = len(path)
+
+    with timer.stage("refine", device=device) as rec:
+        path_inliers = inliers[path.new_idx, path.ref_idx] if len(path) else np.zeros(0)
+        path_zoom = zoom[path.new_idx, path.ref_idx] if len(path) else np.zeros(0)
+        steps = np.full(n_ref, np.nan)
+        if len(path):
+            lo, hi = max(1, int(path.ref_idx.min()) - 1), min(n_ref - 1, int(path.ref_idx.max()) + 1)
+            ref_pairs = np.stack([np.arange(lo - 1, hi), np.arange(lo, hi + 1)], axis=1)
+            step_geometry = verify_pairs(ref, ref, ref_pairs, config.match)
+            steps[ref_pairs[:, 1]] = step_geometry.log_zoom
+        refined = refine_reference_times(
+            new.times[path.new_idx], ref.times, path.ref_idx, path_zoom, np.maximum(path_inliers, 0), steps
+        )
+        rec.frames = int(refined.refined.sum())
+        rec.extra.update(zoom_bias=refined.zoom_bias)
+
+    with timer.stage("warp") as rec:
+        verified = (path_inliers >= config.match.min_inliers) & ~refined.outside
+        new_duration = float(new.video.get("duration") or (new.times[-1] if n_new else 0.0))
+        ref_duration = float(ref.video.get("duration") or (ref.times[-1] if n_ref else 0.0))
+        warp = fit_warp(
+            refined.t_new,
+            refined.t_ref,
+            path_inliers,
+            verified,
+            gates=config.gates,
+            new_duration=new_duration,
+            ref_duration=ref_duration,
+            path_points=len(path),
+        )
+        warp.meta.update(
+            reference=ref.video,
+            new=new.video,
+            keyframe_fps=ref.params.get("sample_fps"),
+            device=device,
+            mtbsync_version=__version__,
+            zoom_bias=refined.zoom_bias,
+        )
+        rec.frames = len(warp.t_new)
+    pairs = [
+        AlignmentPair(
+            t_new=float(refined.t_new[k]),
+            t_ref=float(refined.t_ref[k]),
+            inliers=int(max(path_inliers[k], 0)),
+            confidence=float(warp.confidence_at(refined.t_new[k])[0]) if warp.ok else 0.0,
+            verified=bool(verified[k]),
+            source="refined" if refined.refined[k] else "path",
+        )
+        for k in range(len(path))
+    ]
+    return Alignment(warp=warp, pairs=pairs, path=path, similarity=similarity)
+
+
+def _candidate_pairs(similarity: np.ndarray, coarse: KeyframePath, *, k: int, around: int) -> np.ndarray:
+    """Reference keyframes worth verifying for each new keyframe: the best-looking ones and the
+    neighbourhood of the coarse appearance path."""
+    n_new, n_ref = similarity.shape
+    if n_new == 0 or n_ref == 0:
+        return np.zeros((0, 2), np.int64)
+    chosen = np.zeros((n_new, n_ref), bool)
+    top = top_candidates(similarity, k)
+    rows = np.repeat(np.arange(n_new), top.shape[1])
+    chosen[rows, top.ravel()] = True
+    for offset in range(-around, around + 1):
+        j = coarse.ref_idx + offset
+        valid = (j >= 0) & (j < n_ref)
+        chosen[coarse.new_idx[valid], j[valid]] = True
+    # The neighbours of every top candidate too: the true place is often next to the best look-alike.
+    for offset in (-1, 1):
+        j = top.ravel() + offset
+        valid = (j >= 0) & (j < n_ref)
+        chosen[rows[valid], j[valid]] = True
+    return np.argwhere(chosen)
+
+
+@dataclass
+class SyncResult:
+    """The outputs of ``mtbsync sync``."""
+
+    alignment: Alignment
+    reference: KeyframeResult | None
+    new: KeyframeResult
+    out_dir: Path
+    files: dict[str, Path]
+    markers: list[TransferredMarker] | None = None
+
+
+def sync(
+    reference: str | Path,
+    new: str | Path,
+    out_dir: str | Path,
+    config: SyncConfig,
+    *,
+    index_path: str | Path | None = None,
+    markers: list[Marker] | None = None,
+    review_threshold: float = 0.6,
+    timer: StageTimer,
+    progress: Progress = _no_progress,
+) -> SyncResult:
+    """Align ``new`` to ``reference`` and write pairs.csv, warp.npz and timewarp.json into ``out_dir``.
+
+    Args:
+        reference: The reference run's video.
+        new: The new run's video.
+        out_dir: Output folder (created).
+        config: Parameters.
+        index_path: A reference index built by `build_index`; built on the fly when None.
+        markers: Reference markers to transfer (writes new_markers.csv too).
+        review_threshold: Confidence under which a transferred marker needs review.
+        timer: Stage timer.
+        progress: Progress callback.
+
+    Raises:
+        MediaError, IndexFileError: Unreadable inputs.
+    """
+    out_dir = Path(out_dir)
+    ref_result = None
+    if index_path is not None:
+        ref_info = probe(reference)
+        with timer.stage("load index"):
+            ref_index = load_index(index_path, expected_identity=ref_info.identity)
+    else:
+        ref_result = extract_keyframes(reference, config, timer=timer, progress=progress, label="reference ")
+        ref_index = ref_result.index
+    new_config = config_for_index(config, ref_index)
+    new_result = extract_keyframes(new, new_config, timer=timer, progress=progress, label="new ")
+    alignment = align_indexes(ref_index, new_result.index, new_config, timer=timer, progress=progress)
+    alignment.warp.meta["reference"]["path"] = str(Path(reference).resolve())
+    files = {
+        "pairs": write_pairs_csv(out_dir / "pairs.csv", alignment.pairs),
+        "warp": save_warp(alignment.warp, out_dir / "warp.npz"),
+        "timewarp": write_timewarp_json(alignment.warp, out_dir / "timewarp.json"),
+    }
+    transferred = None
+    if markers is not None:
+        from mtbsync.align.fit import pin_warp
+        from mtbsync.markers import write_new_markers
+
+        if config.refine and alignment.warp.ok:
+            refinement = refine_at_reference_times(
+                reference, new, alignment.warp, [m.t_ref for m in markers], new_config, timer=timer
+            )
+            found = np.isfinite(refinement.t_new)
+            alignment.warp = pin_warp(alignment.warp, refinement.t_new[found], refinement.t_ref[found])
+            alignment.pairs.extend(
+                AlignmentPair(float(tn), float(tr), 0, float(alignment.warp.confidence_at(tn)[0]), True, "marker")
+                for tn, tr in zip(refinement.t_new[found], refinement.t_ref[found], strict=True)
+            )
+            alignment.pairs.sort(key=lambda p: p.t_new)
+            files["pairs"] = write_pairs_csv(out_dir / "pairs.csv", alignment.pairs)
+            files["warp"] = save_warp(alignment.warp, out_dir / "warp.npz")
+            files["timewarp"] = write_timewarp_json(alignment.warp, out_dir / "timewarp.json")
+        with timer.stage("transfer", frames=len(markers)):
+            transferred = transfer_markers(markers, alignment.warp, review_threshold=review_threshold)
+            files["markers"] = write_new_markers(out_dir / "new_markers.csv", transferred)
+    return SyncResult(alignment, ref_result, new_result, out_dir, files, transferred)
+
+
+def refit_warp(
+    pairs_csv: str | Path,
+    out: str | Path,
+    config: SyncConfig,
+    *,
+    new_duration: float | None = None,
+    ref_duration: float | None = None,
+) -> tuple[Warp, list[Path]]:
+    """Fit a warp to a pairs file (``mtbsync warp``); writes ``out`` (.npz) and a timewarp.json beside it.
+
+    Run lengths come from the options, else from a timewarp.json next to the pairs file, else from the
+    pairs' own span (then the coverage gate cannot fail).
+
+    Raises:
+        PairsFileError: The pairs file is malformed.
+    """
+    from mtbsync.align.pairs import read_pairs_csv
+    from mtbsync.align.warp import load_warp
+    from mtbsync.errors import WarpFileError
+
+    pairs_csv, out = Path(pairs_csv), Path(out)
+    pairs = sorted(read_pairs_csv(pairs_csv), key=lambda p: p.t_new)
+    meta: dict[str, Any] = {}
+    beside = pairs_csv.with_name("timewarp.json")
+    if beside.exists():
+        try:
+            meta = load_warp(beside).meta
+        except WarpFileError:
+            meta = {}
+    t_new = np.array([p.t_new for p in pairs])
+    t_ref = np.array([p.t_ref for p in pairs])
+    new_duration = new_duration or float((meta.get("new") or {}).get("duration") or (t_new.max() if pairs else 0))
+    ref_duration = ref_duration or float(
+        (meta.get("reference") or {}).get("duration") or (t_ref.max() if pairs else 0)
+    )
+    inliers = np.array([p.inliers if p.inliers > 0 else 100 for p in pairs], dtype=np.float64)
+    fitted = fit_warp(
+        t_new,
+        t_ref,
+        inliers,
+        np.array([p.verified for p in pairs], bool),
+        gates=config.gates,
+        new_duration=new_duration,
+        ref_duration=ref_duration,
+        path_points=len(pairs),
+    )
+    fitted.meta.update(meta, refitted_from=str(pairs_csv.resolve()))
+    written = [save_warp(fitted, out), write_timewarp_json(fitted, out.with_name(out.stem + ".timewarp.json"))]
+    return fitted, written
+
+
+@dataclass(frozen=True)
+class MarkerRefinement:
+    """Full-frame-rate timing of reference times (markers) in the new run."""
+
+    t_ref: np.ndarray
+    t_new: np.ndarray
+    method: list[str]
+
+
+def refine_at_reference_times(
+    reference: str | Path,
+    new: str | Path,
+    warp: Warp,
+    ref_times: list[float],
+    config: SyncConfig,
+    *,
+    timer: StageTimer,
+) -> MarkerRefinement:
+    """Time reference moments (markers) in the new run to about one frame.
+
+    For each reference time, the reference frames just before and after it and the new run's frames
+    within ``config.refine_window_s`` of the warp's estimate are decoded at full rate; each reference
+    frame is located among the new frames (`locate_in_window`) and the two results are interpolated
+    to the exact reference time. Only those short windows are decoded.
+    """
+    from mtbsync.align.refine import locate_in_window
+    from mtbsync.io.video import iter_window_frames
+    from mtbsync.match.verify import verify_pair
+
+    ref_times_arr = np.asarray(ref_times, np.float64)
+    predicted = warp.to_new(ref_times_arr) if len(ref_times_arr) else np.zeros(0)
+    result_t = np.full(len(ref_times_arr), np.nan)
+    methods = ["none"] * len(ref_times_arr)
+    todo = [k for k in range(len(ref_times_arr)) if np.isfinite(predicted[k]) and warp.ok]
+    if not todo:
+        return MarkerRefinement(ref_times_arr, result_t, methods)
+    ref_info, new_info = probe(reference), probe(new)
+    ref_frame_s, new_frame_s = ref_info.frame_duration, new_info.frame_duration
+    long_side = min(config.features.feature_side, config.decode.max_side)
+    extractor = OrbExtractor(config.with_overrides(features={"n_features": 1500}).features)
+    window = config.refine_window_s
+    reproj_px = config.match.ransac_reproj_px * long_side / 640.0
+    bias = float(warp.meta.get("zoom_bias", 0.0) or 0.0)
+
+    with timer.stage("refine markers", frames=len(todo)) as rec:
+        ref_windows = [(ref_times_arr[k] - 1.01 * ref_frame_s, ref_times_arr[k] + 1.01 * ref_frame_s) for k in todo]
+        ref_frames = list(iter_window_frames(reference, ref_windows, long_side=long_side))
+        new_windows = [(predicted[k] - window, predicted[k] + window) for k in todo]
+        new_frames = list(iter_window_frames(new, new_windows, long_side=long_side))
+        ref_feats = [extractor(f.image) for f in ref_frames]
+        new_feats = [extractor(f.image) for f in new_frames]
+        ref_t = np.array([f.t for f in ref_frames])
+        new_t = np.array([f.t for f in new_frames])
+        rec.extra["frames_decoded"] = len(ref_frames) + len(new_frames)
+        for k in todo:
+            tau, guess = ref_times_arr[k], predicted[k]
+            before = np.nonzero(ref_t <= tau + 1e-6)[0]
+            after = np.nonzero(ref_t >= tau - 1e-6)[0]
+            bracket = sorted({int(before[-1]) if before.size else -1, int(after[0]) if after.size else -1} - {-1})
+            in_window = np.nonzero(np.abs(new_t - guess) <= window + 0.5 * new_frame_s)[0]
+            located: list[tuple[float, float]] = []
+            for r in bracket:
+                inl, zooms = [], []
+                for n in in_window:
+                    _, count, zoom = verify_pair(
+                        new_feats[n].keypoints, new_feats[n].descriptors,
+                        ref_feats[r].keypoints, ref_feats[r].descriptors, config.match, reproj_px=reproj_px,
+                    )
+                    inl.append(count)
+                    zooms.append(zoom)
+                timing = locate_in_window(new_t[in_window], np.array(inl), np.array(zooms), zoom_bias=bias)
+                edge = abs(timing.t_new - guess) > window - new_frame_s if np.isfinite(timing.t_new) else True
+                if not edge:
+                    located.append((float(ref_t[r]), timing.t_new))
+                    methods[k] = timing.method
+            if len(located) == 2 and located[1][0] > located[0][0]:
+                (ra, na), (rb, nb) = located
+                result_t[k] = na + (tau - ra) / (rb - ra) * (nb - na)
+            elif located:
+                ra, na = located[0]
+                speed = float(warp.speed_ratio(na)[0])
+                result_t[k] = na + (tau - ra) / speed if np.isfinite(speed) and speed > 0.05 else na
+        rec.extra["refined"] = int(np.isfinite(result_t).sum())
+    return MarkerRefinement(ref_times_arr, result_t, methods)

@@ -1,0 +1,72 @@
+"""Shared fixtures: small clips written with PyAV, made once per session."""
+
+from __future__ import annotations
+
+import logging
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+
+def write_clip(
+    path: Path,
+    frames: list[np.ndarray],
+    *,
+    fps: Fraction = Fraction(30),
+    pts: list[int] | None = None,
+    time_base: Fraction | None = None,
+    faststart: bool = False,
+) -> Path:
+    """Encode grey frames to H.264 MP4 (optionally with explicit, e.g. irregular, timestamps)."""
+    height, width = frames[0].shape[:2]
+    options = {"movflags": "faststart"} if faststart else {}
+    with av.open(str(path), "w", options=options) as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"preset": "ultrafast", "crf": "20", "g": "15"}
+        if time_base is not None:
+            stream.codec_context.time_base = time_base
+        for k, image in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(np.stack([image] * 3, axis=-1), format="rgb24")
+            if pts is not None:
+                frame.pts = pts[k]
+                frame.time_base = time_base
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def texture_frames(n: int, width: int = 320, height: int = 180, seed: int = 0) -> list[np.ndarray]:
+    """A sliding random texture: consecutive frames share most of their content."""
+    rng = np.random.default_rng(seed)
+    import cv2
+
+    tile = rng.integers(0, 255, (height // 4, (width + 4 * n) // 4), dtype=np.uint8)
+    tile = cv2.resize(tile, (tile.shape[1] * 4, height), interpolation=cv2.INTER_LINEAR)
+    tile = cv2.GaussianBlur(tile, (3, 3), 0)
+    return [np.ascontiguousarray(tile[:, 4 * k : 4 * k + width]) for k in range(n)]
+
+
+@pytest.fixture(scope="session")
+def clip_30fps(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """3 s, 320x180, 30 fps, moov at the end (a plain MP4)."""
+    return write_clip(tmp_path_factory.mktemp("clips") / "clip30.mp4", texture_frames(90))
+
+
+@pytest.fixture(scope="session")
+def clip_faststart(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """3 s, 320x180, 30 fps, moov first (so a truncated copy still opens)."""
+    return write_clip(tmp_path_factory.mktemp("clips") / "fast.mp4", texture_frames(90, seed=1), faststart=True)
+
+
+@pytest.fixture(autouse=True)
+def _fail_on_logged_errors(caplog: pytest.LogCaptureFixture) -> None:
+    """A test that makes mtbsync log an ERROR fails: errors must be raised or handled, not buried."""
+    yield
+    errors = [r for r in caplog.get_records("call") if r.levelno >= logging.ERROR and r.name.startswith("mtbsync")]
+    assert not errors, f"mtbsync logged errors: {[r.getMessage() for r in errors]}"
