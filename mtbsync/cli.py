@@ -130,10 +130,14 @@ def _alignment_table(warp: Any) -> Table:
     if not warp.is_empty:
         table.add_row("covered (new)", f"{warp.new_range[0]:.2f}-{warp.new_range[1]:.2f} s")
         table.add_row("covered (reference)", f"{warp.ref_range[0]:.2f}-{warp.ref_range[1]:.2f} s")
-    table.add_row("verified path points", f"{metrics.get('verified_points', 0)} of {metrics.get('path_points', 0)}")
+    table.add_row(
+        "verified path points", f"{metrics.get('verified_points', 0)} of {metrics.get('path_points', 0)}"
+    )
     residuals = metrics.get("residuals_s")
     if residuals:
-        table.add_row("residual p50 / p90", f"{residuals['p50'] * 1000:.0f} / {residuals['p90'] * 1000:.0f} ms")
+        table.add_row(
+            "residual p50 / p90", f"{residuals['p50'] * 1000:.0f} / {residuals['p90'] * 1000:.0f} ms"
+        )
     if "mean_confidence" in metrics:
         table.add_row("mean confidence", f"{metrics['mean_confidence']:.2f}")
     return table
@@ -153,10 +157,15 @@ def _markers_table(markers: list[Any]) -> Table:
 @app.command()
 def index(
     reference: Annotated[Path, typer.Option("--reference", "-r", help="Reference run video.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Index file to write (.npz).")] = Path("ref_index.npz"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Index file to write (.npz).")] = Path(
+        "ref_index.npz"
+    ),
     fps: Annotated[float, typer.Option("--fps", help="Keyframes per second.", min=0.1, max=30)] = 3.0,
     keyframes_only: Annotated[
-        bool, typer.Option("--keyframes-only", help="Decode only codec key frames (fast path).")
+        bool,
+        typer.Option(
+            "--keyframes-only", help="Decode only codec key frames (automatic when they are dense)."
+        ),
     ] = False,
     proxy: Annotated[bool, typer.Option("--proxy", help="Use a GoPro .LRV proxy when present.")] = False,
     fast: FastOpt = False,
@@ -168,8 +177,15 @@ def index(
     from mtbsync.timing import StageTimer
 
     with _user_errors():
-        config = _config(preset_name, fast, threads, "auto", sample_fps=fps, keyframes_only=keyframes_only,
-                         prefer_proxy=proxy)
+        config = _config(
+            preset_name,
+            fast,
+            threads,
+            "auto",
+            sample_fps=fps,
+            prefer_proxy=proxy,
+            mode="keyframes" if keyframes_only else None,
+        )
         timer = StageTimer()
         with _progress() as progress:
             result = build_index(reference, out, config, timer=timer, progress=progress)
@@ -217,16 +233,26 @@ def sync(
         timer = StageTimer()
         with _progress() as progress:
             result = run_sync(
-                reference, new, out, config, index_path=index_file, markers=markers,
-                review_threshold=review_threshold, timer=timer, progress=progress,
+                reference,
+                new,
+                out,
+                config,
+                index_path=index_file,
+                markers=markers,
+                review_threshold=review_threshold,
+                timer=timer,
+                progress=progress,
             )
         if plot:
             from mtbsync.plot import plot_alignment
 
             with timer.stage("plot"):
                 result.files["plot"] = plot_alignment(
-                    out / "alignment.png", pairs=result.alignment.pairs, warp=result.alignment.warp,
-                    markers=result.markers, title=f"{new.name} -> {reference.name}",
+                    out / "alignment.png",
+                    pairs=result.alignment.pairs,
+                    warp=result.alignment.warp,
+                    markers=result.markers,
+                    title=f"{new.name} -> {reference.name}",
                 )
     for res in (result.reference, result.new):
         for warning in res.report.warnings if res else []:
@@ -261,15 +287,34 @@ def warp(
     raise typer.Exit(EXIT_OK if fitted.ok else EXIT_NOT_ALIGNED)
 
 
-def _transfer(reference_markers: Path, warp_file: Path, out: Path, review_threshold: float) -> None:
+def _transfer(
+    reference_markers: Path, warp_file: Path, out: Path, review_threshold: float, refine: bool
+) -> None:
     from mtbsync.align.warp import load_warp
-    from mtbsync.markers import read_reference_markers, transfer_markers, write_new_markers
+    from mtbsync.markers import read_reference_markers, write_new_markers
+    from mtbsync.pipeline import transfer_with_refinement, videos_of_warp
+    from mtbsync.timing import StageTimer
 
     with _user_errors():
         markers = read_reference_markers(reference_markers)
         fitted = load_warp(warp_file)
-        transferred = transfer_markers(markers, fitted, review_threshold=review_threshold)
+        videos = videos_of_warp(fitted) if refine and fitted.ok else None
+        if refine and fitted.ok and videos is None:
+            err_console.print(
+                "[yellow]note:[/] the warp's videos are not available; markers follow the warp only"
+            )
+        _, transferred, anchors = transfer_with_refinement(
+            markers,
+            fitted,
+            reference=videos[0] if videos else None,
+            new=videos[1] if videos else None,
+            config=SyncConfig(),
+            review_threshold=review_threshold,
+            timer=StageTimer(),
+        )
         write_new_markers(out, transferred)
+    if anchors:
+        console.print(f"Timed {len(anchors)} markers at full frame rate in {videos[1].name}")
     console.print(_markers_table(transferred))
     placed = sum(m.t_new is not None for m in transferred)
     review = sum(m.needs_review for m in transferred)
@@ -281,13 +326,19 @@ def _transfer(reference_markers: Path, warp_file: Path, out: Path, review_thresh
 
 @app.command()
 def transfer(
-    reference_markers: Annotated[Path, typer.Option("--reference-markers", help="name,t_ref[,colour][,comment]")],
+    reference_markers: Annotated[
+        Path, typer.Option("--reference-markers", help="name,t_ref[,colour][,comment]")
+    ],
     warp_file: Annotated[Path, typer.Option("--warp", help="warp.npz or timewarp.json from `mtbsync sync`.")],
     out: Annotated[Path, typer.Option("--out", "-o")] = Path("new_markers.csv"),
     review_threshold: Annotated[float, typer.Option("--review-threshold", min=0, max=1)] = 0.6,
+    refine: Annotated[
+        bool,
+        typer.Option("--refine/--no-refine", help="Time markers at full frame rate when the videos exist."),
+    ] = True,
 ) -> None:
     """Carry the reference run's markers onto the new run through the warp."""
-    _transfer(reference_markers, warp_file, out, review_threshold)
+    _transfer(reference_markers, warp_file, out, review_threshold, refine)
 
 
 @app.command("transfer-markers")
@@ -296,9 +347,10 @@ def transfer_markers_alias(
     timewarp_json: Annotated[Path, typer.Option("--timewarp-json", help="timewarp.json or warp.npz.")],
     out: Annotated[Path, typer.Option("--out", "-o")] = Path("new_markers.csv"),
     review_threshold: Annotated[float, typer.Option("--review-threshold", min=0, max=1)] = 0.6,
+    refine: Annotated[bool, typer.Option("--refine/--no-refine")] = True,
 ) -> None:
     """Alias of `transfer` with the option names of earlier versions."""
-    _transfer(ref_markers, timewarp_json, out, review_threshold)
+    _transfer(ref_markers, timewarp_json, out, review_threshold, refine)
 
 
 @app.command()
@@ -325,8 +377,11 @@ def plot(
             except (OSError, ValueError):
                 raise MtbsyncError("not a readable t_new,t_ref CSV", path=truth) from None
         written = plot_alignment(
-            out, pairs=read_pairs_csv(pairs), warp=load_warp(warp_file),
-            markers=read_new_markers(markers) if markers else None, truth=truth_arr,
+            out,
+            pairs=read_pairs_csv(pairs),
+            warp=load_warp(warp_file),
+            markers=read_new_markers(markers) if markers else None,
+            truth=truth_arr,
         )
     console.print(f"Wrote {written}")
 
@@ -369,16 +424,28 @@ def demo(
         with _progress() as progress:
             build_index(pair.reference, out / "ref_index.npz", config, timer=timer, progress=progress)
             result = run_sync(
-                pair.reference, pair.new, out / "sync", config, index_path=out / "ref_index.npz",
-                markers=read_reference_markers(pair.reference_markers_csv), timer=timer, progress=progress,
+                pair.reference,
+                pair.new,
+                out / "sync",
+                config,
+                index_path=out / "ref_index.npz",
+                markers=read_reference_markers(pair.reference_markers_csv),
+                timer=timer,
+                progress=progress,
             )
-        from mtbsync.plot import plot_alignment
-
         import numpy as np
 
+        from mtbsync.plot import plot_alignment
+
         truth = np.loadtxt(pair.truth_csv, delimiter=",", skiprows=1, ndmin=2)
-        plot_alignment(out / "sync" / "alignment.png", pairs=result.alignment.pairs,
-                       warp=result.alignment.warp, markers=result.markers, truth=truth, title="demo pair")
+        plot_alignment(
+            out / "sync" / "alignment.png",
+            pairs=result.alignment.pairs,
+            warp=result.alignment.warp,
+            markers=result.markers,
+            truth=truth,
+            title="demo pair",
+        )
     console.print(_timings_table(timer))
     console.print(_alignment_table(result.alignment.warp))
     score = score_markers(result.markers or [], read_truth_markers(pair.truth_markers_csv), 1 / pair.new_fps)

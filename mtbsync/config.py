@@ -20,14 +20,15 @@ class DecodeConfig:
         sample_fps: Keyframes per second sampled by presentation time.
         max_side: Frames are resized so the long side is at most this many pixels.
         threads: Decoder threads (0 = let FFmpeg choose).
-        keyframes_only: Decode only the codec's key frames (fast path; the rate is the GOP rate).
+        mode: ``auto`` decodes only the codec's key frames when they come at least about as often as
+            ``sample_fps`` (GoPro: ~3 per second), else every frame; ``full`` or ``keyframes`` force one.
         prefer_proxy: Use a GoPro .LRV proxy beside the MP4 when one exists (fast path).
     """
 
     sample_fps: float = 3.0
     max_side: int = 960
     threads: int = 0
-    keyframes_only: bool = False
+    mode: str = "auto"
     prefer_proxy: bool = False
 
 

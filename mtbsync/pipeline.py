@@ -30,7 +30,7 @@ from mtbsync.gpu import backend_name
 from mtbsync.io.video import DecodeReport, VideoInfo, find_proxy, iter_sampled_frames, prefetch, probe
 from mtbsync.markers import Marker, TransferredMarker, transfer_markers
 from mtbsync.match.retrieval import appearance_similarity, top_candidates
-from mtbsync.match.verify import verify_pairs
+from mtbsync.match.verify import match_counts, verify_pairs
 from mtbsync.timing import BusyClock, StageTimer
 
 log = logging.getLogger("mtbsync")
@@ -76,6 +76,8 @@ def extract_keyframes(
             source = proxy
             report.mode = "proxy"
             log.info("%s: using the GoPro proxy %s", video, proxy.name)
+    keyframes_only = choose_keyframes_only(source, config)
+    report.mode = "keyframes" if keyframes_only else report.mode
     long_side = min(config.features.feature_side, config.decode.max_side)
     decode_clock, feature_clock = BusyClock(), BusyClock()
     expected = max(1, int(info.duration * config.decode.sample_fps) + 1) if info.duration else None
@@ -85,7 +87,7 @@ def extract_keyframes(
             source,
             sample_fps=config.decode.sample_fps,
             long_side=long_side,
-            keyframes_only=config.decode.keyframes_only,
+            keyframes_only=keyframes_only,
             threads=config.decode.threads,
             report=report,
         )
@@ -111,7 +113,7 @@ def extract_keyframes(
     params = {
         "sample_fps": config.decode.sample_fps,
         "long_side": long_side,
-        "keyframes_only": config.decode.keyframes_only,
+        "keyframes_only": keyframes_only,
         "decode_mode": report.mode,
         "decoded_from": str(source),
         "truncated": report.truncated,
@@ -133,6 +135,25 @@ def extract_keyframes(
     }
     index = FeatureIndex.from_frames(times, features, thumbs, image_size, video_facts, params)
     return KeyframeResult(index, info, report)
+
+
+def choose_keyframes_only(video: str | Path, config: SyncConfig) -> bool:
+    """Whether decoding key frames only samples ``video`` densely enough (see `DecodeConfig.mode`).
+
+    Raises:
+        ConfigError: An unknown decode mode.
+    """
+    from mtbsync.errors import ConfigError
+    from mtbsync.io.video import keyframe_interval
+
+    mode = config.decode.mode
+    if mode not in {"auto", "full", "keyframes"}:
+        raise ConfigError(f"unknown decode mode {mode!r}; choose auto, full or keyframes")
+    if mode != "auto":
+        return mode == "keyframes"
+    interval = keyframe_interval(video)
+    # Key frames at least ~70% as frequent as the requested sampling rate are dense enough.
+    return interval is not None and interval <= 1.0 / (0.7 * config.decode.sample_fps)
 
 
 def build_index(
@@ -177,7 +198,9 @@ class Alignment:
 
 
 def _verification_score(inliers: np.ndarray, min_inliers: int) -> np.ndarray:
-    return np.clip((inliers - min_inliers) / float(min_inliers), -1.0, 3.0)
+    """Path score of a verified pair: zero at the verification threshold, growing with the log of the
+    inliers, so a better-supported pair always wins (no saturation), and -1 at worst."""
+    return np.maximum(np.log(np.maximum(inliers, 1.0) / float(min_inliers)), -1.0)
 
 
 def align_indexes(
@@ -196,22 +219,30 @@ def align_indexes(
     max_step = max(2, math.ceil(config.path.max_speed_ratio * new_step / ref_step))
 
     with timer.stage("matching", device=device) as rec:
-        similarity = appearance_similarity(new, ref, vocabulary_size=config.path.vocabulary_size, device=device)
+        similarity = appearance_similarity(
+            new, ref, vocabulary_size=config.path.vocabulary_size, device=device
+        )
         coarse = monotone_path(np.clip(similarity - 2.0, -1.0, 4.0), max_step=max_step, stop_penalty=0.1)
         candidates = _candidate_pairs(similarity, coarse, k=4, around=max_step)
-        geometry = verify_pairs(new, ref, candidates, config.match)
-        inliers = np.full((n_new, n_ref), -1.0)
-        zoom = np.full((n_new, n_ref), np.nan)
-        inliers[candidates[:, 0], candidates[:, 1]] = geometry.inliers
-        zoom[candidates[:, 0], candidates[:, 1]] = geometry.log_zoom
+        counts = np.full((n_new, n_ref), np.nan)
+        counts[candidates[:, 0], candidates[:, 1]] = match_counts(new, ref, candidates, config.match)
         rec.frames = len(candidates)
-        rec.extra.update(pairs_verified=len(candidates))
     progress("matching", 1, 1)
 
     with timer.stage("path") as rec:
+        # Path through the match counts, then geometric verification of a band around it, then the
+        # final path through the verified scores.
+        first = monotone_path(_count_score(counts), max_step=max_step, stop_penalty=config.path.stop_penalty)
+        band = _band_pairs(first, n_ref, width=1)
+        geometry = verify_pairs(new, ref, band, config.match)
+        inliers = np.full((n_new, n_ref), -1.0)
+        zoom = np.full((n_new, n_ref), np.nan)
+        inliers[band[:, 0], band[:, 1]] = geometry.inliers
+        zoom[band[:, 0], band[:, 1]] = geometry.log_zoom
         score = np.where(inliers >= 0, _verification_score(inliers, config.match.min_inliers), -1.0)
         path = monotone_path(score, max_step=max_step, stop_penalty=config.path.stop_penalty)
         rec.frames = len(path)
+        rec.extra.update(candidates=len(candidates), verified_pairs=len(band))
 
     with timer.stage("refine", device=device) as rec:
         path_inliers = inliers[path.new_idx, path.ref_idx] if len(path) else np.zeros(0)
@@ -222,9 +253,7 @@ def align_indexes(
             ref_pairs = np.stack([np.arange(lo - 1, hi), np.arange(lo, hi + 1)], axis=1)
             step_geometry = verify_pairs(ref, ref, ref_pairs, config.match)
             steps[ref_pairs[:, 1]] = step_geometry.log_zoom
-        refined = refine_reference_times(
-            new.times[path.new_idx], ref.times, path.ref_idx, path_zoom, np.maximum(path_inliers, 0), steps
-        )
+        refined = refine_reference_times(new.times[path.new_idx], ref.times, path.ref_idx, path_zoom, steps)
         rec.frames = int(refined.refined.sum())
         rec.extra.update(zoom_bias=refined.zoom_bias)
 
@@ -241,6 +270,7 @@ def align_indexes(
             new_duration=new_duration,
             ref_duration=ref_duration,
             path_points=len(path),
+            extend_s=0.5 * new_step,
         )
         warp.meta.update(
             reference=ref.video,
@@ -265,6 +295,28 @@ def align_indexes(
     return Alignment(warp=warp, pairs=pairs, path=path, similarity=similarity)
 
 
+def _count_score(counts: np.ndarray) -> np.ndarray:
+    """Path score from ratio-test match counts: how far a pair stands out from the typical candidate of
+    its row (most candidates are wrong), in log units; -1 where not computed."""
+    typical = np.nanmedian(np.where(np.isfinite(counts), counts, np.nan), axis=1, keepdims=True)
+    typical = np.nan_to_num(typical, nan=10.0)
+    score = np.log((counts + 1.0) / (np.maximum(typical, 10.0) + 1.0)) - np.log(1.5)
+    return np.where(np.isfinite(counts), np.maximum(score, -1.0), -1.0)
+
+
+def _band_pairs(path: KeyframePath, n_ref: int, width: int) -> np.ndarray:
+    """(new keyframe, reference keyframe) pairs within ``width`` reference keyframes of ``path``."""
+    if len(path) == 0:
+        return np.zeros((0, 2), np.int64)
+    rows = [
+        (i, j + d)
+        for i, j in zip(path.new_idx, path.ref_idx, strict=True)
+        for d in range(-width, width + 1)
+        if 0 <= j + d < n_ref
+    ]
+    return np.unique(np.array(rows, np.int64), axis=0)
+
+
 def _candidate_pairs(similarity: np.ndarray, coarse: KeyframePath, *, k: int, around: int) -> np.ndarray:
     """Reference keyframes worth verifying for each new keyframe: the best-looking ones and the
     neighbourhood of the coarse appearance path."""
@@ -285,6 +337,56 @@ def _candidate_pairs(similarity: np.ndarray, coarse: KeyframePath, *, k: int, ar
         valid = (j >= 0) & (j < n_ref)
         chosen[rows[valid], j[valid]] = True
     return np.argwhere(chosen)
+
+
+def transfer_with_refinement(
+    markers: list[Marker],
+    warp: Warp,
+    *,
+    reference: str | Path | None,
+    new: str | Path | None,
+    config: SyncConfig,
+    review_threshold: float,
+    timer: StageTimer,
+) -> tuple[Warp, list[TransferredMarker], list[AlignmentPair]]:
+    """Transfer markers through ``warp``, first timing them at full frame rate when the videos are given.
+
+    Returns:
+        The warp pinned at the refined markers, the transferred markers, and the anchor pairs added.
+    """
+    from mtbsync.align.fit import pin_warp
+
+    anchors: list[AlignmentPair] = []
+    if config.refine and warp.ok and reference is not None and new is not None and markers:
+        refinement = refine_at_reference_times(
+            reference, new, warp, [m.t_ref for m in markers], config, timer=timer
+        )
+        found = np.isfinite(refinement.t_new)
+        warp = pin_warp(warp, refinement.t_new[found], refinement.t_ref[found])
+        anchors = [
+            AlignmentPair(float(tn), float(tr), 0, float(warp.confidence_at(tn)[0]), True, "marker")
+            for tn, tr in zip(refinement.t_new[found], refinement.t_ref[found], strict=True)
+        ]
+    with timer.stage("transfer", frames=len(markers)):
+        transferred = transfer_markers(markers, warp, review_threshold=review_threshold)
+    return warp, transferred, anchors
+
+
+def videos_of_warp(warp: Warp) -> tuple[Path, Path] | None:
+    """The reference and new videos a warp was made from, if both are still there unchanged."""
+    from mtbsync.errors import MediaError
+
+    paths = []
+    for role in ("reference", "new"):
+        facts = warp.meta.get(role) or {}
+        path = Path(facts.get("path", ""))
+        try:
+            if not facts.get("path") or not path.is_file() or probe(path).identity != facts.get("identity"):
+                return None
+        except MediaError:
+            return None
+        paths.append(path)
+    return paths[0], paths[1]
 
 
 @dataclass
@@ -340,33 +442,27 @@ def sync(
     new_result = extract_keyframes(new, new_config, timer=timer, progress=progress, label="new ")
     alignment = align_indexes(ref_index, new_result.index, new_config, timer=timer, progress=progress)
     alignment.warp.meta["reference"]["path"] = str(Path(reference).resolve())
+    transferred = None
+    if markers is not None:
+        alignment.warp, transferred, anchors = transfer_with_refinement(
+            markers,
+            alignment.warp,
+            reference=reference,
+            new=new,
+            config=new_config,
+            review_threshold=review_threshold,
+            timer=timer,
+        )
+        alignment.pairs = sorted([*alignment.pairs, *anchors], key=lambda p: p.t_new)
     files = {
         "pairs": write_pairs_csv(out_dir / "pairs.csv", alignment.pairs),
         "warp": save_warp(alignment.warp, out_dir / "warp.npz"),
         "timewarp": write_timewarp_json(alignment.warp, out_dir / "timewarp.json"),
     }
-    transferred = None
-    if markers is not None:
-        from mtbsync.align.fit import pin_warp
+    if transferred is not None:
         from mtbsync.markers import write_new_markers
 
-        if config.refine and alignment.warp.ok:
-            refinement = refine_at_reference_times(
-                reference, new, alignment.warp, [m.t_ref for m in markers], new_config, timer=timer
-            )
-            found = np.isfinite(refinement.t_new)
-            alignment.warp = pin_warp(alignment.warp, refinement.t_new[found], refinement.t_ref[found])
-            alignment.pairs.extend(
-                AlignmentPair(float(tn), float(tr), 0, float(alignment.warp.confidence_at(tn)[0]), True, "marker")
-                for tn, tr in zip(refinement.t_new[found], refinement.t_ref[found], strict=True)
-            )
-            alignment.pairs.sort(key=lambda p: p.t_new)
-            files["pairs"] = write_pairs_csv(out_dir / "pairs.csv", alignment.pairs)
-            files["warp"] = save_warp(alignment.warp, out_dir / "warp.npz")
-            files["timewarp"] = write_timewarp_json(alignment.warp, out_dir / "timewarp.json")
-        with timer.stage("transfer", frames=len(markers)):
-            transferred = transfer_markers(markers, alignment.warp, review_threshold=review_threshold)
-            files["markers"] = write_new_markers(out_dir / "new_markers.csv", transferred)
+        files["markers"] = write_new_markers(out_dir / "new_markers.csv", transferred)
     return SyncResult(alignment, ref_result, new_result, out_dir, files, transferred)
 
 
@@ -401,7 +497,9 @@ def refit_warp(
             meta = {}
     t_new = np.array([p.t_new for p in pairs])
     t_ref = np.array([p.t_ref for p in pairs])
-    new_duration = new_duration or float((meta.get("new") or {}).get("duration") or (t_new.max() if pairs else 0))
+    new_duration = new_duration or float(
+        (meta.get("new") or {}).get("duration") or (t_new.max() if pairs else 0)
+    )
     ref_duration = ref_duration or float(
         (meta.get("reference") or {}).get("duration") or (t_ref.max() if pairs else 0)
     )
@@ -417,8 +515,51 @@ def refit_warp(
         path_points=len(pairs),
     )
     fitted.meta.update(meta, refitted_from=str(pairs_csv.resolve()))
-    written = [save_warp(fitted, out), write_timewarp_json(fitted, out.with_name(out.stem + ".timewarp.json"))]
+    written = [
+        save_warp(fitted, out),
+        write_timewarp_json(fitted, out.with_name(out.stem + ".timewarp.json")),
+    ]
     return fitted, written
+
+
+def _stack(features: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-frame features stacked as (keypoints, descriptors, offsets), the layout of an index."""
+    counts = [len(f) for f in features]
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    kp = np.concatenate([f.keypoints for f in features]) if features else np.zeros((0, 4), np.float32)
+    desc = np.concatenate([f.descriptors for f in features]) if features else np.zeros((0, 32), np.uint8)
+    return kp, desc, offsets
+
+
+# Reference frames on each side of a marker that are located in the new run; their timings are
+# combined by a line fit, which averages out the error of single frames.
+_REFINE_REF_FRAMES = 2
+# More keypoints than keyframes get: frames compared at full rate are near-identical views, and the
+# extra points sharpen the inlier peak and the zoom estimate.
+_REFINE_FEATURES = 1200
+
+
+def _interpolate_located(located: list[tuple[float, float]], tau: float, warp: Warp) -> float:
+    """New-run time of reference time ``tau`` from located (t_ref, t_new) frames near it."""
+    if not located:
+        return math.nan
+    ref_t = np.array([r for r, _ in located])
+    new_t = np.array([n for _, n in located])
+    if len(located) >= 3 and np.ptp(ref_t) > 0:
+        slope, intercept = np.polyfit(ref_t, new_t, 1)
+        if slope > 0:
+            # Drop the worst frame if it disagrees with the others by more than a frame's worth.
+            residual = np.abs(new_t - (slope * ref_t + intercept))
+            if len(located) >= 4 and residual.max() > 3 * np.median(residual) + 1e-3:
+                keep = residual < residual.max()
+                slope, intercept = np.polyfit(ref_t[keep], new_t[keep], 1)
+            if slope > 0:
+                return float(slope * tau + intercept)
+    nearest = int(np.argmin(np.abs(ref_t - tau)))
+    speed = float(warp.speed_ratio(new_t[nearest])[0])
+    if np.isfinite(speed) and speed > 0.05:
+        return float(new_t[nearest] + (tau - ref_t[nearest]) / speed)
+    return float(new_t[nearest])
 
 
 @dataclass(frozen=True)
@@ -446,9 +587,9 @@ def refine_at_reference_times(
     frame is located among the new frames (`locate_in_window`) and the two results are interpolated
     to the exact reference time. Only those short windows are decoded.
     """
-    from mtbsync.align.refine import locate_in_window
+    from mtbsync.align.refine import locate_in_window, zoom_at_peaks
     from mtbsync.io.video import iter_window_frames
-    from mtbsync.match.verify import verify_pair
+    from mtbsync.match.verify import verify_block_pairs
 
     ref_times_arr = np.asarray(ref_times, np.float64)
     predicted = warp.to_new(ref_times_arr) if len(ref_times_arr) else np.zeros(0)
@@ -460,13 +601,15 @@ def refine_at_reference_times(
     ref_info, new_info = probe(reference), probe(new)
     ref_frame_s, new_frame_s = ref_info.frame_duration, new_info.frame_duration
     long_side = min(config.features.feature_side, config.decode.max_side)
-    extractor = OrbExtractor(config.with_overrides(features={"n_features": 1500}).features)
-    window = config.refine_window_s
+    extractor = OrbExtractor(config.with_overrides(features={"n_features": _REFINE_FEATURES}).features)
+    # Search as far as the warp may be off: a few times its worst residual, within the configured window.
+    worst = float((warp.metrics.get("residuals_s") or {}).get("max", config.refine_window_s) or 0.0)
+    window = float(np.clip(2.0 * worst + 2 * new_frame_s, 0.25, config.refine_window_s))
     reproj_px = config.match.ransac_reproj_px * long_side / 640.0
-    bias = float(warp.meta.get("zoom_bias", 0.0) or 0.0)
 
     with timer.stage("refine markers", frames=len(todo)) as rec:
-        ref_windows = [(ref_times_arr[k] - 1.01 * ref_frame_s, ref_times_arr[k] + 1.01 * ref_frame_s) for k in todo]
+        reach = _REFINE_REF_FRAMES * ref_frame_s + 0.01 * ref_frame_s
+        ref_windows = [(ref_times_arr[k] - reach, ref_times_arr[k] + reach) for k in todo]
         ref_frames = list(iter_window_frames(reference, ref_windows, long_side=long_side))
         new_windows = [(predicted[k] - window, predicted[k] + window) for k in todo]
         new_frames = list(iter_window_frames(new, new_windows, long_side=long_side))
@@ -475,33 +618,36 @@ def refine_at_reference_times(
         ref_t = np.array([f.t for f in ref_frames])
         new_t = np.array([f.t for f in new_frames])
         rec.extra["frames_decoded"] = len(ref_frames) + len(new_frames)
+        plan: list[tuple[int, int, np.ndarray]] = []  # (marker, ref frame, new frames in window)
         for k in todo:
-            tau, guess = ref_times_arr[k], predicted[k]
-            before = np.nonzero(ref_t <= tau + 1e-6)[0]
-            after = np.nonzero(ref_t >= tau - 1e-6)[0]
-            bracket = sorted({int(before[-1]) if before.size else -1, int(after[0]) if after.size else -1} - {-1})
-            in_window = np.nonzero(np.abs(new_t - guess) <= window + 0.5 * new_frame_s)[0]
-            located: list[tuple[float, float]] = []
-            for r in bracket:
-                inl, zooms = [], []
-                for n in in_window:
-                    _, count, zoom = verify_pair(
-                        new_feats[n].keypoints, new_feats[n].descriptors,
-                        ref_feats[r].keypoints, ref_feats[r].descriptors, config.match, reproj_px=reproj_px,
-                    )
-                    inl.append(count)
-                    zooms.append(zoom)
-                timing = locate_in_window(new_t[in_window], np.array(inl), np.array(zooms), zoom_bias=bias)
-                edge = abs(timing.t_new - guess) > window - new_frame_s if np.isfinite(timing.t_new) else True
-                if not edge:
-                    located.append((float(ref_t[r]), timing.t_new))
-                    methods[k] = timing.method
-            if len(located) == 2 and located[1][0] > located[0][0]:
-                (ra, na), (rb, nb) = located
-                result_t[k] = na + (tau - ra) / (rb - ra) * (nb - na)
-            elif located:
-                ra, na = located[0]
-                speed = float(warp.speed_ratio(na)[0])
-                result_t[k] = na + (tau - ra) / speed if np.isfinite(speed) and speed > 0.05 else na
+            bracket = np.nonzero(np.abs(ref_t - ref_times_arr[k]) <= reach)[0]
+            in_window = np.nonzero(np.abs(new_t - predicted[k]) <= window + 0.5 * new_frame_s)[0]
+            plan.extend((k, int(r), in_window) for r in bracket)
+        pairs = np.array([(n, r) for _, r, window_frames in plan for n in window_frames], np.int64)
+        geometry = verify_block_pairs(
+            *_stack(new_feats), *_stack(ref_feats), pairs, config.match, reproj_px=reproj_px
+        )
+        spans = np.cumsum([0] + [len(w) for _, _, w in plan])
+        # The zoom between the cameras at the same place (another lens, another mount) is read at
+        # each window's inlier peak, where the two views are closest; their median is the level the
+        # zoom crosses when the new run passes a reference frame. The same camera gives about 0.
+        bias = zoom_at_peaks(
+            [
+                (new_t[w], geometry.inliers[a:b], geometry.log_zoom[a:b])
+                for (_, _, w), a, b in zip(plan, spans[:-1], spans[1:], strict=True)
+            ]
+        )
+        rec.extra["zoom_bias"] = bias
+        located: dict[int, list[tuple[float, float]]] = {k: [] for k in todo}
+        for (k, r, in_window), a, b in zip(plan, spans[:-1], spans[1:], strict=True):
+            timing = locate_in_window(
+                new_t[in_window], geometry.inliers[a:b], geometry.log_zoom[a:b], zoom_bias=bias
+            )
+            guess = predicted[k]
+            if np.isfinite(timing.t_new) and abs(timing.t_new - guess) <= window - new_frame_s:
+                located[k].append((float(ref_t[r]), timing.t_new))
+                methods[k] = timing.method
+        for k in todo:
+            result_t[k] = _interpolate_located(located[k], ref_times_arr[k], warp)
         rec.extra["refined"] = int(np.isfinite(result_t).sum())
     return MarkerRefinement(ref_times_arr, result_t, methods)

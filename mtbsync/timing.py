@@ -119,8 +119,14 @@ class StageTimer:
                 subscriber(record)
 
     def add_busy(
-        self, name: str, clock: BusyClock, *, frames: int | None = None,
-            device: str = "cpu", extra: dict[str, Any] | None = None) -> StageRecord:
+        self,
+        name: str,
+        clock: BusyClock,
+        *,
+        frames: int | None = None,
+        device: str = "cpu",
+        extra: dict[str, Any] | None = None,
+    ) -> StageRecord:
         """Publish the busy time measured by ``clock`` as stage ``name``."""
         record = StageRecord(
             name=name,
@@ -173,4 +179,3 @@ class BusyClock:
     def __exit__(self, *exc: object) -> None:
         self.seconds += time.perf_counter() - self._t0
         self.count += 1
-

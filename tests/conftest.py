@@ -61,12 +61,41 @@ def clip_30fps(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def clip_faststart(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """3 s, 320x180, 30 fps, moov first (so a truncated copy still opens)."""
-    return write_clip(tmp_path_factory.mktemp("clips") / "fast.mp4", texture_frames(90, seed=1), faststart=True)
+    return write_clip(
+        tmp_path_factory.mktemp("clips") / "fast.mp4", texture_frames(90, seed=1), faststart=True
+    )
 
 
 @pytest.fixture(autouse=True)
 def _fail_on_logged_errors(caplog: pytest.LogCaptureFixture) -> None:
     """A test that makes mtbsync log an ERROR fails: errors must be raised or handled, not buried."""
     yield
-    errors = [r for r in caplog.get_records("call") if r.levelno >= logging.ERROR and r.name.startswith("mtbsync")]
+    errors = [
+        r for r in caplog.get_records("call") if r.levelno >= logging.ERROR and r.name.startswith("mtbsync")
+    ]
     assert not errors, f"mtbsync logged errors: {[r.getMessage() for r in errors]}"
+
+
+@pytest.fixture(scope="session")
+def sample_pair(tmp_path_factory: pytest.TempPathFactory):
+    """A generated 14 s reference + time-warped new run with known truth (different size and rate)."""
+    from mtbsync.samples import make_sample_pair
+
+    return make_sample_pair(
+        tmp_path_factory.mktemp("pair"),
+        duration_s=14.0,
+        seed=3,
+        ref_size=(480, 270),
+        new_size=(400, 224),
+        ref_fps=30.0,
+        new_fps=25.0,
+        start_gate_wait_s=1.0,
+    )
+
+
+@pytest.fixture(scope="session")
+def different_trail_pair(tmp_path_factory: pytest.TempPathFactory):
+    """Two runs of two different generated trails."""
+    from mtbsync.samples import make_different_trail_pair
+
+    return make_different_trail_pair(tmp_path_factory.mktemp("other"), duration_s=10.0, seed=5)

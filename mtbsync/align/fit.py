@@ -56,6 +56,7 @@ def fit_warp(
     new_duration: float,
     ref_duration: float,
     path_points: int,
+    extend_s: float = 0.0,
 ) -> Warp:
     """Fit the monotone warp through verified pairs and judge it against the gates.
 
@@ -68,6 +69,9 @@ def fit_warp(
         new_duration: Length of the new run (s).
         ref_duration: Length of the reference run (s).
         path_points: Points on the coarse path (for the verified fraction).
+        extend_s: Extend the covered part by up to this much at each end (half the keyframe spacing:
+            the true ends of the overlap lie between the last matched keyframe and the next one), with
+            the end's own slope and half its confidence, within both runs' lengths.
 
     Returns:
         The warp; ``ok`` false with a reason when a gate fails (the knots are kept for inspection).
@@ -106,6 +110,10 @@ def fit_warp(
 
     confidence = pair_confidence(knot_w, np.interp(knots_new, x, np.abs(y - fitted)))
     knots_new, knots_ref, confidence = _mark_gaps(knots_new, knots_ref, confidence)
+    if extend_s > 0 and knots_new.size >= 2:
+        knots_new, knots_ref, confidence = _extend_ends(
+            knots_new, knots_ref, confidence, extend_s, new_duration, ref_duration
+        )
 
     cov_new = (knots_new[-1] - knots_new[0]) / new_duration if new_duration > 0 else 0.0
     cov_ref = (knots_ref[-1] - knots_ref[0]) / ref_duration if ref_duration > 0 else 0.0
@@ -125,7 +133,9 @@ def fit_warp(
     if metrics["residuals_s"]["p90"] > gates.max_p90:
         failures.append(f"residual p90 {metrics['residuals_s']['p90']:.2f} s exceeds {gates.max_p90:.2f} s")
     if max(cov_new, cov_ref) < gates.min_coverage:
-        failures.append(f"only {max(cov_new, cov_ref):.0%} of the runs overlap (need {gates.min_coverage:.0%})")
+        failures.append(
+            f"only {max(cov_new, cov_ref):.0%} of the runs overlap (need {gates.min_coverage:.0%})"
+        )
     ok = not failures
     reason = "; ".join(failures) if failures else ""
     return Warp(knots_new, knots_ref, confidence, ok=ok, reason=reason, metrics=metrics, gates=gate_dict)
@@ -186,6 +196,26 @@ def _mark_gaps(
     )
 
 
+def _extend_ends(
+    t_new: np.ndarray, t_ref: np.ndarray, conf: np.ndarray, extend_s: float, new_len: float, ref_len: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    slope_start = (t_ref[1] - t_ref[0]) / (t_new[1] - t_new[0])
+    slope_end = (t_ref[-1] - t_ref[-2]) / (t_new[-1] - t_new[-2])
+    head = min(extend_s, t_new[0], t_ref[0] / slope_start if slope_start > 0 else 0.0)
+    tail = min(extend_s, max(0.0, new_len - t_new[-1]))
+    # A flat end (the rider stopped) is not extended: where it ends is unknown.
+    tail = min(tail, max(0.0, ref_len - t_ref[-1]) / slope_end) if slope_end > 0 else 0.0
+    if head > 1e-3:
+        t_new = np.concatenate([[t_new[0] - head], t_new])
+        t_ref = np.concatenate([[t_ref[0] - head * slope_start], t_ref])
+        conf = np.concatenate([[0.5 * conf[0]], conf])
+    if tail > 1e-3:
+        t_new = np.concatenate([t_new, [t_new[-1] + tail]])
+        t_ref = np.concatenate([t_ref, [t_ref[-1] + tail * slope_end]])
+        conf = np.concatenate([conf, [0.5 * conf[-1]]])
+    return t_new, t_ref, conf
+
+
 def confidence_segments(t_new: np.ndarray, t_ref: np.ndarray, confidence: np.ndarray) -> list[dict[str, Any]]:
     """Split the covered part into stretches of high and low confidence."""
     segments: list[dict[str, Any]] = []
@@ -243,7 +273,15 @@ def pin_warp(warp: Warp, t_new: np.ndarray, t_ref: np.ndarray, *, clearance: flo
     y = _isotonic(y, w)
     x, first = np.unique(x, return_index=True)
     y, c = y[first], c[first]
-    pinned = Warp(x, y, c, ok=warp.ok, reason=warp.reason, metrics=dict(warp.metrics), gates=warp.gates,
-                  meta=dict(warp.meta))
+    pinned = Warp(
+        x,
+        y,
+        c,
+        ok=warp.ok,
+        reason=warp.reason,
+        metrics=dict(warp.metrics),
+        gates=warp.gates,
+        meta=dict(warp.meta),
+    )
     pinned.metrics["anchors"] = int(t_new.size)
     return pinned

@@ -9,8 +9,6 @@ there. Their ratio places the new keyframe between the reference keyframes:
     t_ref(i) = t_j - z(i, j) / z(j-1 -> j) * (t_j - t_{j-1})        (z > 0; mirror for z < 0)
 
 The estimate is depth-independent to first order because both zooms are measured on the same scene.
-A constant zoom between two different cameras (another lens or field of view) is removed first: it is
-the median zoom over all path points, where the true offsets average out.
 """
 
 from __future__ import annotations
@@ -52,8 +50,8 @@ def refine_reference_times(
     ref_times: np.ndarray,
     ref_idx: np.ndarray,
     pair_zoom: np.ndarray,
-    pair_weight: np.ndarray,
     step_zoom: np.ndarray,
+    zoom_bias: float = 0.0,
 ) -> RefinedPoints:
     """Refine each path point's reference time between its neighbouring reference keyframes.
 
@@ -62,8 +60,10 @@ def refine_reference_times(
         ref_times: (m,) all reference keyframe times.
         ref_idx: (n,) reference keyframe of each path point.
         pair_zoom: (n,) log zoom of reference keyframe ``ref_idx`` relative to the new keyframe.
-        pair_weight: (n,) weights (inliers) of the path points, for the bias estimate.
         step_zoom: (m,) log zoom from reference keyframe j-1 to j (``step_zoom[0]`` unused, NaN ok).
+        zoom_bias: Constant log zoom between the two cameras at the same place. It cannot be told from
+            keyframe pairs (which keyframe wins a place is itself biased), so it is measured where
+            frames are compared at full rate (`zoom_at_peaks`) and is 0 for one camera model.
 
     Returns:
         The refined points.
@@ -71,8 +71,7 @@ def refine_reference_times(
     t_new = np.asarray(t_new, np.float64)
     ref_idx = np.asarray(ref_idx, np.int64)
     base = ref_times[ref_idx].astype(np.float64) if len(ref_idx) else np.zeros(0)
-    usable = np.isfinite(pair_zoom) & (pair_weight > 0)
-    bias = _weighted_median(pair_zoom[usable], pair_weight[usable]) if usable.sum() >= 8 else 0.0
+    bias = zoom_bias
     refined_t = base.copy()
     refined = np.zeros(len(base), bool)
     outside = np.zeros(len(base), bool)
@@ -102,14 +101,6 @@ def refine_reference_times(
     return RefinedPoints(t_new, refined_t, base, refined, outside, float(bias))
 
 
-def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
-    if values.size == 0:
-        return 0.0
-    order = np.argsort(values)
-    cumulative = np.cumsum(weights[order])
-    return float(values[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])])
-
-
 @dataclass(frozen=True)
 class FrameTiming:
     """Where, at full frame rate, a new run passes the place one reference frame shows.
@@ -126,7 +117,12 @@ class FrameTiming:
 
 
 def locate_in_window(
-    times: np.ndarray, inliers: np.ndarray, zooms: np.ndarray, *, zoom_bias: float = 0.0, min_inliers: int = 20
+    times: np.ndarray,
+    inliers: np.ndarray,
+    zooms: np.ndarray,
+    *,
+    zoom_bias: float = 0.0,
+    min_inliers: int = 20,
 ) -> FrameTiming:
     """Locate the moment a reference frame's place is passed, from the new frames of a window.
 
@@ -166,3 +162,21 @@ def locate_in_window(
                 estimate = 0.5 * (peak + crossing)
                 method = "peak+zoom"
     return FrameTiming(float(estimate), int(inliers[best]), method)
+
+
+def zoom_at_peaks(windows: list[tuple[np.ndarray, np.ndarray, np.ndarray]], min_inliers: int = 20) -> float:
+    """Median zoom at the inlier peak of each window: the zoom between the two cameras at one place.
+
+    Args:
+        windows: (times, inliers, zooms) of each located reference frame.
+        min_inliers: Windows whose best frame has fewer inliers are ignored.
+    """
+    values = []
+    for _, inliers, zooms in windows:
+        inliers = np.asarray(inliers)
+        if inliers.size == 0 or inliers.max() < min_inliers:
+            continue
+        best = int(np.argmax(inliers))
+        if np.isfinite(zooms[best]):
+            values.append(float(zooms[best]))
+    return float(np.median(values)) if len(values) >= 3 else 0.0

@@ -177,6 +177,33 @@ def probe(path: str | Path) -> VideoInfo:
     return VideoInfo(path, width, height, fps, duration, frame_count, codec, video_identity(path))
 
 
+def keyframe_interval(path: str | Path, probe_seconds: float = 10.0) -> float | None:
+    """Median spacing (s) of the codec's key frames over the first ``probe_seconds``, from the
+    container's packets alone (no decoding). None when it cannot be told (fewer than 3 key frames).
+
+    GoPro cameras write a key frame every 8-10 frames (about 3 per second), so decoding key frames
+    only samples the run densely enough at a tenth of the decoding cost.
+    """
+    path = Path(path)
+    with _open(path) as container:
+        stream = _video_stream(container, path)
+        times = []
+        try:
+            for packet in container.demux(stream):
+                if packet.pts is None:
+                    continue
+                t = float(packet.pts * stream.time_base)
+                if packet.is_keyframe:
+                    times.append(t)
+                if times and t - times[0] > probe_seconds:
+                    break
+        except av.FFmpegError:
+            pass
+    if len(times) < 3:
+        return None
+    return float(np.median(np.diff(sorted(times))))
+
+
 def find_proxy(path: str | Path) -> Path | None:
     """The GoPro low-resolution proxy (.LRV) recorded beside ``path``, if there is one.
 
@@ -354,9 +381,12 @@ def iter_window_frames(
         MediaError: Missing/unreadable file or no video stream.
     """
     path = Path(path)
-    plan = merge_windows(windows, seek_gap)
+    wanted = sorted((float(lo), float(hi)) for lo, hi in windows)
+    plan = merge_windows(wanted, seek_gap)
     if not plan:
         return
+    starts = np.array([lo for lo, _ in wanted])
+    ends = np.maximum.accumulate(np.array([hi for _, hi in wanted]))
     container = _open(path)
     try:
         stream = _video_stream(container, path)
@@ -383,6 +413,10 @@ def iter_window_frames(
                         continue
                     if t > hi + half_frame:
                         break
+                    # Decoded through a gap between two windows: only frames inside a window count.
+                    k = int(np.searchsorted(starts, t + half_frame, side="right")) - 1
+                    if k < 0 or t > ends[k] + half_frame:
+                        continue
                     image = frame.reformat(width=out_w, height=out_h, format="gray").to_ndarray()
                     yield Frame(index=index, t=t, image=image)
                     index += 1
@@ -437,4 +471,3 @@ def prefetch(items: Iterable[T], depth: int = 8) -> Iterator[T]:
     finally:
         stop.set()
         worker.join(timeout=5)
-

@@ -79,8 +79,9 @@ def bow_vectors(index: FeatureIndex, words: np.ndarray, idf: np.ndarray | None =
     return vectors, idf
 
 
-def appearance_similarity(new_index: FeatureIndex, ref_index: FeatureIndex, *, vocabulary_size: int,
-                          device: str = "auto") -> np.ndarray:
+def appearance_similarity(
+    new_index: FeatureIndex, ref_index: FeatureIndex, *, vocabulary_size: int, device: str = "auto"
+) -> np.ndarray:
     """(n_new, n_ref) similarity of every new keyframe to every reference keyframe.
 
     The bag-of-words cosine is combined with the correlation of small thumbnails' gradients, which

@@ -18,11 +18,14 @@ import numpy as np
 
 from mtbsync.config import MatchConfig
 from mtbsync.features.index import FeatureIndex
-from mtbsync.gpu import match_descriptors
+from mtbsync.gpu import Knn2, hamming_knn2_pairs, match_descriptors
 
 _MIN_MATCHES_FOR_RANSAC = 8
 _MIN_POINT_SEPARATION = 12.0  # px; shorter baselines make distance ratios noisy
 _ZOOM_SAMPLE_PAIRS = 1500
+# True pairs (many inliers) converge in a few dozen iterations; the cap bounds the cost of the
+# hopeless pairs, which is where RANSAC spends its time.
+_RANSAC_ITERATIONS = 200
 
 
 @dataclass(frozen=True)
@@ -75,12 +78,20 @@ def verify_pair(
     qi, ti, _ = match_descriptors(
         query_desc, train_desc, ratio=config.ratio, max_distance=config.max_distance, device=config.device
     )
+    return _geometry_from_matches(query_kp, train_kp, qi, ti, reproj_px)
+
+
+def _geometry_from_matches(
+    query_kp: np.ndarray, train_kp: np.ndarray, qi: np.ndarray, ti: np.ndarray, reproj_px: float
+) -> tuple[int, int, float]:
     n_matches = int(qi.shape[0])
     if n_matches < _MIN_MATCHES_FOR_RANSAC:
         return n_matches, 0, math.nan
     src = query_kp[qi, :2].astype(np.float32)
     dst = train_kp[ti, :2].astype(np.float32)
-    _, mask = cv2.findHomography(src, dst, cv2.RANSAC, reproj_px, maxIters=500, confidence=0.995)
+    _, mask = cv2.findHomography(
+        src, dst, cv2.RANSAC, reproj_px, maxIters=_RANSAC_ITERATIONS, confidence=0.995
+    )
     if mask is None:
         return n_matches, 0, math.nan
     inlier = mask.ravel().astype(bool)
@@ -88,6 +99,76 @@ def verify_pair(
     if n_inliers < 4:
         return n_matches, n_inliers, math.nan
     return n_matches, n_inliers, log_zoom_between(src[inlier], dst[inlier])
+
+
+def _ratio_mask(knn: Knn2, config: MatchConfig) -> np.ndarray:
+    """Lowe's ratio test (a missing second neighbour passes) and the distance cap, as in
+    `mtbsync.gpu.match_descriptors`."""
+    return (knn.dist1 <= config.max_distance) & ((knn.dist1 < config.ratio * knn.dist2) | (knn.idx2 < 0))
+
+
+def _ratio_matches(knn: Knn2, config: MatchConfig) -> tuple[np.ndarray, np.ndarray]:
+    good = _ratio_mask(knn, config)
+    qi = np.nonzero(good)[0]
+    return qi, knn.idx1[qi]
+
+
+def verify_block_pairs(
+    query_kp: np.ndarray,
+    query_desc: np.ndarray,
+    query_offsets: np.ndarray,
+    train_kp: np.ndarray,
+    train_desc: np.ndarray,
+    train_offsets: np.ndarray,
+    pairs: np.ndarray,
+    config: MatchConfig,
+    *,
+    reproj_px: float,
+    threads: int = 2,
+) -> PairGeometry:
+    """Verify (query block, train block) pairs of stacked per-frame features.
+
+    All descriptor matching happens in one batched kernel call (parallel inside); the RANSAC fits,
+    which release the GIL, run in a small thread pool.
+    """
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    if len(pairs) == 0:
+        empty = np.zeros(0)
+        return PairGeometry(empty.astype(np.int32), empty.astype(np.int32), empty)
+    knns = hamming_knn2_pairs(
+        query_desc, query_offsets, train_desc, train_offsets, pairs, device=config.device
+    )
+
+    def work(k: int) -> tuple[int, int, float]:
+        q, t = int(pairs[k, 0]), int(pairs[k, 1])
+        qi, ti = _ratio_matches(knns[k], config)
+        q_kp = query_kp[query_offsets[q] : query_offsets[q + 1]]
+        t_kp = train_kp[train_offsets[t] : train_offsets[t + 1]]
+        return _geometry_from_matches(q_kp, t_kp, qi, ti, reproj_px)
+
+    if threads > 1 and len(pairs) > 8:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            results = list(pool.map(work, range(len(pairs)), chunksize=16))
+    else:
+        results = [work(k) for k in range(len(pairs))]
+    matches, inliers, zoom = zip(*results, strict=True)
+    return PairGeometry(np.array(matches, np.int32), np.array(inliers, np.int32), np.array(zoom, np.float64))
+
+
+def match_counts(
+    query: FeatureIndex, train: FeatureIndex, pairs: np.ndarray, config: MatchConfig
+) -> np.ndarray:
+    """Ratio-test matches of every (query keyframe, train keyframe) pair, without geometry.
+
+    A cheap first look (one batched kernel call) that ranks candidates before the costlier RANSAC.
+    """
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    if len(pairs) == 0:
+        return np.zeros(0, np.int32)
+    knns = hamming_knn2_pairs(
+        query.descriptors, query.offsets, train.descriptors, train.offsets, pairs, device=config.device
+    )
+    return np.array([int(_ratio_mask(knn, config).sum()) for knn in knns], np.int32)
 
 
 def verify_pairs(
@@ -105,26 +186,22 @@ def verify_pairs(
         train: Index of the train run (usually the reference).
         pairs: (P, 2) int array of keyframe numbers (query, train).
         config: Matching parameters.
-        threads: Worker threads (matching and RANSAC release the GIL).
+        threads: Threads for the RANSAC fits.
 
     Returns:
         Per-pair matches, inliers and log zoom.
     """
-    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
     # RANSAC threshold is given for a 640-px feature image; scale it to the image actually used.
     reproj_px = config.ransac_reproj_px * max(query.image_size) / 640.0
-
-    def work(row: np.ndarray) -> tuple[int, int, float]:
-        q, t = query.frame(int(row[0])), train.frame(int(row[1]))
-        return verify_pair(q.keypoints, q.descriptors, t.keypoints, t.descriptors, config, reproj_px=reproj_px)
-
-    if threads > 1 and len(pairs) > 8:
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            results = list(pool.map(work, pairs, chunksize=16))
-    else:
-        results = [work(row) for row in pairs]
-    if not results:
-        empty = np.zeros(0)
-        return PairGeometry(empty.astype(np.int32), empty.astype(np.int32), empty)
-    matches, inliers, zoom = zip(*results, strict=True)
-    return PairGeometry(np.array(matches, np.int32), np.array(inliers, np.int32), np.array(zoom, np.float64))
+    return verify_block_pairs(
+        query.keypoints,
+        query.descriptors,
+        query.offsets,
+        train.keypoints,
+        train.descriptors,
+        train.offsets,
+        pairs,
+        config,
+        reproj_px=reproj_px,
+        threads=threads,
+    )

@@ -25,8 +25,14 @@ def test_fit_recovers_a_noisy_warp_and_drops_outliers() -> None:
     t_ref = _true_warp(t_new) + rng.normal(0, 0.03, t_new.size)
     t_ref[[10, 40]] += 4.0  # two wrong matches
     warp = fit_warp(
-        t_new, t_ref, np.full(t_new.size, 100), np.ones(t_new.size, bool),
-        gates=WarpGates(), new_duration=25, ref_duration=40, path_points=t_new.size,
+        t_new,
+        t_ref,
+        np.full(t_new.size, 100),
+        np.ones(t_new.size, bool),
+        gates=WarpGates(),
+        new_duration=25,
+        ref_duration=40,
+        path_points=t_new.size,
     )
     assert warp.ok, warp.reason
     assert warp.metrics["outliers"] >= 2
@@ -42,8 +48,14 @@ def test_gates_fail_on_scattered_pairs() -> None:
     t_ref = rng.uniform(0, 30, t_new.size)
     verified = rng.uniform(size=t_new.size) < 0.2
     warp = fit_warp(
-        t_new, t_ref, np.full(t_new.size, 15), verified,
-        gates=WarpGates(), new_duration=30, ref_duration=30, path_points=t_new.size,
+        t_new,
+        t_ref,
+        np.full(t_new.size, 15),
+        verified,
+        gates=WarpGates(),
+        new_duration=30,
+        ref_duration=30,
+        path_points=t_new.size,
     )
     assert not warp.ok
     assert "verified" in warp.reason or "residual" in warp.reason
@@ -51,8 +63,14 @@ def test_gates_fail_on_scattered_pairs() -> None:
 
 def test_too_few_points_is_not_aligned() -> None:
     warp = fit_warp(
-        np.array([1.0]), np.array([2.0]), np.array([50]), np.array([True]),
-        gates=WarpGates(), new_duration=10, ref_duration=10, path_points=1,
+        np.array([1.0]),
+        np.array([2.0]),
+        np.array([50]),
+        np.array([True]),
+        gates=WarpGates(),
+        new_duration=10,
+        ref_duration=10,
+        path_points=1,
     )
     assert not warp.ok and warp.is_empty
 
@@ -60,8 +78,14 @@ def test_too_few_points_is_not_aligned() -> None:
 def test_pin_warp_passes_through_anchors() -> None:
     t_new = np.arange(0, 20, 1 / 3)
     warp = fit_warp(
-        t_new, 2 + t_new, np.full(t_new.size, 100), np.ones(t_new.size, bool),
-        gates=WarpGates(), new_duration=20, ref_duration=22, path_points=t_new.size,
+        t_new,
+        2 + t_new,
+        np.full(t_new.size, 100),
+        np.ones(t_new.size, bool),
+        gates=WarpGates(),
+        new_duration=20,
+        ref_duration=22,
+        path_points=t_new.size,
     )
     pinned = pin_warp(warp, np.array([5.05, 12.0]), np.array([7.2, 13.9]))
     assert pinned.to_new(7.2)[0] == pytest.approx(5.05, abs=1e-6)

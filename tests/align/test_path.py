@@ -18,7 +18,9 @@ def _truth_scores(truth_ref: np.ndarray, n_ref: int, seed: int = 0) -> np.ndarra
 def test_path_follows_speed_changes_a_stop_and_a_late_start() -> None:
     # New run: 5 frames of waiting with no counterpart, then starts at ref 10, rides at 1x, 2x,
     # stops for 6 frames, then 0.5x.
-    truth = [-1] * 5 + list(range(10, 30)) + list(range(30, 60, 2)) + [60] * 6 + list(np.repeat(range(61, 80), 2))
+    truth = (
+        [-1] * 5 + list(range(10, 30)) + list(range(30, 60, 2)) + [60] * 6 + list(np.repeat(range(61, 80), 2))
+    )
     truth = np.array(truth)
     path = monotone_path(_truth_scores(truth, 100), max_step=3, stop_penalty=0.15)
     assert path.new_idx[0] == 5

@@ -5,20 +5,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mtbsync.config import FeatureConfig
 from mtbsync.errors import IndexFileError
 from mtbsync.features.index import FeatureIndex, load_index, save_index
 from mtbsync.features.orb import FrameFeatures, OrbExtractor
-from mtbsync.config import FeatureConfig
 
 
 def _index(identity: str = "1:abc") -> FeatureIndex:
     rng = np.random.default_rng(0)
     features = [
-        FrameFeatures(rng.uniform(0, 100, (n, 4)).astype(np.float32), rng.integers(0, 256, (n, 32), dtype=np.uint8))
+        FrameFeatures(
+            rng.uniform(0, 100, (n, 4)).astype(np.float32), rng.integers(0, 256, (n, 32), dtype=np.uint8)
+        )
         for n in (5, 0, 7)
     ]
     thumbs = [np.zeros((36, 64), np.uint8)] * 3
-    return FeatureIndex.from_frames([0.0, 0.33, 0.67], features, thumbs, (640, 360), {"identity": identity}, {"a": 1})
+    return FeatureIndex.from_frames(
+        [0.0, 0.33, 0.67], features, thumbs, (640, 360), {"identity": identity}, {"a": 1}
+    )
 
 
 def test_round_trip(tmp_path: Path) -> None:
