@@ -457,7 +457,8 @@ def pooled(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 def markdown(results: list[dict[str, Any]], label: str) -> str:
     """The results as markdown: same-trail accuracy, different-trail verdicts, pooled summary."""
-    lines = [f"### accuracy: {label}", ""]
+    versions = sorted({r.get("version") or "?" for r in results})
+    lines = [f"### accuracy: {label} ({', '.join(versions)})", ""]
     same = [r for r in results if r["kind"] == "same"]
     diff = [r for r in results if r["kind"] == "different"]
     if same:

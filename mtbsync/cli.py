@@ -117,7 +117,9 @@ def _timings_table(timer: Any, title: str = "Stage timings") -> Table:
     table.add_column("frames/items", justify="right")
     table.add_column("device")
     for record in timer.records:
-        table.add_row(record.name, f"{record.seconds:.2f}", str(record.frames or ""), record.device)
+        video = str(record.extra.get("video", "")).strip()
+        name = f"{record.name} ({video})" if video else record.name
+        table.add_row(name, f"{record.seconds:.2f}", str(record.frames or ""), record.device)
     table.add_row("[bold]total", f"[bold]{timer.total_seconds:.2f}", "", "")
     return table
 
@@ -257,6 +259,14 @@ def sync(
     for res in (result.reference, result.new):
         for warning in res.report.warnings if res else []:
             err_console.print(f"[yellow]warning:[/] {warning}")
+    modes = [
+        f"{label} {res.report.mode}"
+        for label, res in (("reference", result.reference), ("new", result.new))
+        if res
+    ]
+    console.print(
+        "Decoded: " + ", ".join(modes) + " (decode and features overlap; their times are busy times)"
+    )
     console.print(_timings_table(timer))
     console.print(_alignment_table(result.alignment.warp))
     if result.markers is not None:

@@ -19,6 +19,7 @@ def write_clip(
     pts: list[int] | None = None,
     time_base: Fraction | None = None,
     faststart: bool = False,
+    gop: int = 15,
 ) -> Path:
     """Encode grey frames to H.264 MP4 (optionally with explicit, e.g. irregular, timestamps)."""
     height, width = frames[0].shape[:2]
@@ -26,7 +27,7 @@ def write_clip(
     with av.open(str(path), "w", options=options) as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"preset": "ultrafast", "crf": "20", "g": "15"}
+        stream.options = {"preset": "ultrafast", "crf": "20", "g": str(gop)}
         if time_base is not None:
             stream.codec_context.time_base = time_base
         for k, image in enumerate(frames):

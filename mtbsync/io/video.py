@@ -286,6 +286,7 @@ def iter_sampled_frames(
             container.seek(int((start - 1.0 + offset) / stream.time_base), stream=stream, backward=True)
         index = 0
         pending: tuple[float, av.VideoFrame] | None = None  # last frame seen, not yielded yet
+        last_kept: float | None = None
 
         def emit(t: float, frame: av.VideoFrame) -> Frame:
             nonlocal index
@@ -307,6 +308,13 @@ def iter_sampled_frames(
                     continue
                 if not step:
                     yield emit(t, frame)
+                    continue
+                if keyframes_only:
+                    # Key frames are already about as sparse as asked: keep each one at least half a
+                    # sampling step after the previous (thins only all-intra or very short GOPs).
+                    if last_kept is None or t - last_kept >= 0.5 * step - 1e-9:
+                        last_kept = t
+                        yield emit(t, frame)
                     continue
                 # Serve every sampling instant this frame has reached with the nearer of this frame
                 # and the previous one; a frame serves at most one instant (no duplicates).

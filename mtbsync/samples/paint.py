@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from mtbsync.samples.noise import fbm_2d, hash_uniform, smooth_signal, value_noise_2d
+from mtbsync.samples.noise import fbm_2d, smooth_signal, value_noise_2d
 
 TEXELS_PER_M = 40  # level-0 texture density
 CHUNK_M = 10.0

@@ -89,9 +89,11 @@ class TrailRenderer:
         self._b = v[:, None]
         # Ray length per unit of forward component; rotation does not change it.
         self._norm = np.sqrt(self._a**2 + self._b**2 + 1.0).astype(np.float32)
+        self._sky_row0 = 2 * LEVEL0_ROWS
+        elevation = np.clip(self._b / self._norm, 0, 1)
+        self._sky_rows = (self._sky_row0 + elevation * (_SKY_ROWS - 1)).astype(np.float32)
         self._atlas_cols = _WINDOW_CHUNKS * CHUNK_PX
         self._atlas = np.zeros((2 * LEVEL0_ROWS + _SKY_ROWS, self._atlas_cols, 3), np.uint8)
-        self._sky_row0 = 2 * LEVEL0_ROWS
         self._fill_sky()
         self._window_chunk: int | None = None
         self._filled_near: set[int] = set()
@@ -159,59 +161,79 @@ class TrailRenderer:
 
     def render(self, pose: CameraPose) -> np.ndarray:
         """One BGR ``uint8`` frame (height, width, 3) seen from ``pose``."""
+        f32 = np.float32
+        rho = f32(TEXELS_PER_M)
         rot = rotation(pose.yaw, pose.pitch, pose.roll).astype(np.float32)
         a, b = self._a, self._b
-        dx = rot[0, 0] * a + (rot[0, 1] * b + rot[0, 2])
-        dy = rot[1, 0] * a + (rot[1, 1] * b + rot[1, 2])
-        dz = rot[2, 0] * a + (rot[2, 1] * b + rot[2, 2])
         xc, yc = float(pose.x), float(pose.y)
         z_start = self._ensure_window(pose.z)
+        # World direction of every pixel's ray, with unit forward component in camera terms; the z
+        # component is pre-scaled to texels (it is only used for the texture column).
+        dx = rot[0, 0] * a + (rot[0, 1] * b + rot[0, 2])
+        dy = rot[1, 0] * a + (rot[1, 1] * b + rot[1, 2])
+        dz_tex = (rot[2, 0] * rho) * a + (rot[2, 1] * rho * b + rot[2, 2] * rho)
 
-        # Masks are float 0/1 and selections are blends (y + m * (x - y)): np.where costs ten times more.
-        f32 = np.float32
-        right = (dx > 0).astype(f32)
-        gap_left, gap_right = f32(LEFT_GAP + xc), f32(RIGHT_GAP - xc)
-        gap = gap_left + right * (gap_right - gap_left)
-        # Distance (in units of the ray's forward component) to the ground and to the nearer wall.
+        # Ray distance to the nearer wall and to the ground (rays going up get a huge distance);
+        # the smaller one is hit. Masks are coherent regions, where np.copyto(where=) is cheap.
+        right = dx > 0
+        gap = np.full_like(dx, LEFT_GAP + xc)
+        np.copyto(gap, f32(RIGHT_GAP - xc), where=right)
         t_wall = gap / np.maximum(np.abs(dx), f32(1e-6))
-        t_ground = f32(yc) / np.maximum(-dy, f32(1e-6))  # rays going up get a huge distance
-        ground = (t_ground <= t_wall).astype(f32)
-        t = np.minimum(np.minimum(t_ground, t_wall), f32(2 * _FAR_M))
-        y_hit = yc + t * dy
-        sky = (f32(1) - ground) * (y_hit > WALL_H)
+        t = f32(-yc) / np.minimum(dy, f32(-1e-6))
+        ground = t <= t_wall
+        np.minimum(t, t_wall, out=t)
+        np.minimum(t, f32(2 * _FAR_M), out=t)
+        y_hit = t * dy
+        y_hit += yc  # exactly 0 on the ground
+        sky = y_hit > WALL_H
         dist = t * self._norm
 
-        # Level-0 texture coordinates of the hit point.
-        col0 = (t * dz) * f32(TEXELS_PER_M) + f32((pose.z - z_start) * TEXELS_PER_M - 0.5)
-        ground_row = (t * dx) * f32(TEXELS_PER_M) + f32((xc + LEFT_GAP) * TEXELS_PER_M - 0.5)
-        wall_row = f32(WALL_H * TEXELS_PER_M - 0.5 + LEFT_ROW0) - y_hit * f32(TEXELS_PER_M)
-        wall_row += right * f32(RIGHT_ROW0 - LEFT_ROW0)
-        row0 = wall_row + ground * (ground_row - wall_row)
+        # Level-0 texture coordinates: column from the arc length; row from the lateral position
+        # (ground) or the height (walls, each wall its own block of rows).
+        map_x = t * dz_tex
+        map_x += f32((pose.z - z_start) * TEXELS_PER_M)
+        # (Every coordinate here is the texel coordinate + 0.5, ready for the level scaling.)
+        row0 = y_hit * -rho
+        row0 += f32(WALL_H * TEXELS_PER_M + LEFT_ROW0)
+        np.add(row0, f32(RIGHT_ROW0 - LEFT_ROW0), out=row0, where=right)
+        ground_row = t * dx
+        ground_row *= rho
+        ground_row += f32((xc + LEFT_GAP) * TEXELS_PER_M)
+        np.copyto(row0, ground_row, where=ground)
 
         # Mip level from a pixel's footprint on the surface (texels per pixel), stretched by the
-        # grazing angle: footprint**2 = (dist * rho / f)**2 * dist / normal distance. Level k halves
-        # the resolution k times, so a coordinate at level k is divided by 2**k = denom.
-        normal_gap = gap + ground * (f32(yc) - gap)
-        footprint2 = (dist * dist) * dist * f32((TEXELS_PER_M / self.focal) ** 2) / normal_gap
-        denom = f32(1) + (footprint2 > 4) + f32(2) * (footprint2 > 16)
-        denom += f32(4) * (footprint2 > 64)
-        denom += f32(8) * (footprint2 > 256)
-        inv = f32(1) / denom
-        map_x = (col0 + f32(0.5)) * inv - f32(0.5)
-        np.minimum(map_x, f32(self._atlas_cols) * inv - f32(1), out=map_x)
-        map_y = (row0 + f32(0.5 - 2 * LEVEL0_ROWS)) * inv + f32(2 * LEVEL0_ROWS - 0.5)
-
-        # Sky: a gradient by elevation.
-        sky_row = f32(self._sky_row0) + np.clip(dy / self._norm, 0, 1) * f32(_SKY_ROWS - 1)
-        map_x += sky * (f32(3.5) - map_x)
-        map_y += sky * (sky_row - map_y)
+        # grazing angle: footprint**2 = (dist * rho / f)**2 * dist / (distance to the plane).
+        # Level k (footprint beyond 2**k texels) halves the density k times: coordinates / 2**k.
+        np.copyto(gap, f32(yc), where=ground)
+        fp2 = dist * f32(TEXELS_PER_M / self.focal)
+        fp2 *= fp2
+        fp2 *= dist
+        fp2 /= gap
+        level = (fp2 > 4).view(np.uint8) + (fp2 > 16).view(np.uint8)
+        level += (fp2 > 64).view(np.uint8)
+        level += (fp2 > 256).view(np.uint8)
+        scale = np.left_shift(np.uint8(1), level).astype(f32)
+        # Texel centres: level-k coordinate = (level-0 coordinate + 0.5) / 2**k - 0.5.
+        map_x /= scale
+        map_x -= f32(0.5)
+        row0 -= f32(2 * LEVEL0_ROWS)
+        row0 /= scale
+        row0 += f32(2 * LEVEL0_ROWS - 0.5)
+        map_y = row0
+        # Sky: a gradient by elevation (of the unrotated ray: the head moves only a few degrees).
+        np.copyto(map_x, f32(3.5), where=sky)
+        np.copyto(map_y, self._sky_rows, where=sky)
         image = cv2.remap(self._atlas, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
         # Fog: none up to _CLEAR_M, then a smooth fall to exactly 0 at _FAR_M; the sky has none.
-        u = np.clip((dist - f32(_CLEAR_M)) * f32(1 / (_FAR_M - _CLEAR_M)), 0, 1)
-        weight = (f32(1) - u) * (f32(1) - u)  # (1 - u) ** _FOG_POWER
-        weight += sky * (f32(1) - weight)
-        image = cv2.blendLinear(image, self._fog, weight, 1.0 - weight)
+        # Texture beyond the atlas (far down the corridor) is only ever seen with weight 0.
+        u = dist - f32(_CLEAR_M)
+        u *= f32(1 / (_FAR_M - _CLEAR_M))
+        np.clip(u, 0, 1, out=u)
+        weight = f32(1) - u
+        weight *= weight  # (1 - u) ** _FOG_POWER
+        np.copyto(weight, f32(1), where=sky)
+        image = cv2.blendLinear(image, self._fog, weight, f32(1) - weight)
         self._draw_arches(image, pose, rot.astype(np.float64))
         return image
 

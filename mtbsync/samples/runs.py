@@ -124,11 +124,11 @@ class Run:
 
 def frames_for(duration_s: float, fps: Fraction) -> int:
     """Frames of a video that covers ``duration_s`` seconds at ``fps`` (frame 0 at t = 0)."""
-    return int(math.floor(duration_s * fps + 1e-9)) + 1
+    return math.floor(duration_s * fps + 1e-9) + 1
 
 
 def _grid(duration: float) -> np.ndarray:
-    return np.arange(int(math.ceil(duration / GRID_DT)) + 2) * GRID_DT
+    return np.arange(math.ceil(duration / GRID_DT) + 2) * GRID_DT
 
 
 def _integrate(t: np.ndarray, speed: np.ndarray, s0: float) -> np.ndarray:
@@ -215,7 +215,7 @@ def plan_new_run(
     end_index = min(int(np.searchsorted(s, s_end)), t.size - 1)
     duration = float(t[end_index])
     n_frames = frames_for(duration, fps)
-    keep = int(math.ceil((n_frames - 1) / fps / GRID_DT)) + 2
+    keep = math.ceil((n_frames - 1) / fps / GRID_DT) + 2
     t, s, speed = t[:keep], s[:keep], speed[:keep]
     on_trail = np.ones(t.size, bool)
     gate_pose = None

@@ -22,17 +22,19 @@ import json
 import logging
 import os
 import queue
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from mtbsync.errors import ConfigError
-from mtbsync.samples.encode import VideoWriter, exact_fps, write_text_atomic
+from mtbsync.samples.encode import VideoWriter, exact_fps, upscale_i420, write_text_atomic
 from mtbsync.samples.render import TrailRenderer
 from mtbsync.samples.runs import (
     Run,
@@ -162,8 +164,9 @@ def write_run(
             oy, ox = (int(v) for v in rng.integers(0, pad, 2))
             image = cv2.add(image, bank[oy : oy + h, ox : ox + w], dtype=cv2.CV_8U)
             if render_size != size:
-                image = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
-            writer.write(image)
+                writer.write_i420(upscale_i420(image, size))
+            else:
+                writer.write(image)
             if progress is not None:
                 progress(k + 1)
     return path
@@ -187,22 +190,40 @@ def _render_runs(
             offset += run.n_frames
         return
     events: queue.Queue[tuple[int, int]] = queue.Queue()
+    stop = threading.Event()
     done = [0] * len(jobs)
+
+    def report(index: int, count: int) -> None:
+        if stop.is_set():
+            raise _Cancelled  # the other run failed, or the caller was interrupted
+        events.put((index, count))
+
     with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="mtbsync-sample") as pool:
         futures = [
-            pool.submit(write_run, run, path, size, progress=lambda n, i=i: events.put((i, n)), **options)
+            pool.submit(write_run, run, path, size, progress=partial(report, i), **options)
             for i, (run, path, size) in enumerate(jobs)
         ]
-        while not all(f.done() for f in futures) or not events.empty():
-            try:
-                index, count = events.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            done[index] = count
-            if progress is not None:
-                progress(sum(done), total)
-        for future in futures:
-            future.result()  # re-raise a worker's error here
+        try:
+            while not all(f.done() for f in futures) or not events.empty():
+                if any(f.done() and f.exception() is not None for f in futures):
+                    break
+                try:
+                    index, count = events.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                done[index] = count
+                if progress is not None:
+                    progress(sum(done), total)
+        finally:
+            stop.set()  # lets the other worker give up at its next frame if we leave early
+        errors = [f.exception() for f in futures if not isinstance(f.exception(), _Cancelled)]
+        for error in errors:
+            if error is not None:
+                raise error
+
+
+class _Cancelled(Exception):
+    """Raised inside a rendering thread to stop it early."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -476,7 +497,7 @@ def make_sample_pair(
         codec: Encoder (``libx264``).
         crf: Encoder quality (lower is better, bigger).
         gop: Keyframe interval in frames (None: half a second, as GoPro cameras do).
-        preset: x264 preset (None: ``veryfast``, ``ultrafast`` above 1280x720).
+        preset: x264 preset (None: ``superfast``, ``ultrafast`` above 1280x720).
         hfov_deg: Horizontal field of view of the camera (degrees).
         n_markers: Markers to place (at most; one per landmark, about one landmark per 15 m).
         motion_blur: Blur frames along the motion (doubles the rendering time).

@@ -96,7 +96,7 @@ def time_map(
     lo, hi = speed_range
     span = src_end - src_start
     horizon = span / lo + stop_s + 2.0
-    t = np.arange(int(math.ceil(horizon / _GRID_DT)) + 2) * _GRID_DT
+    t = np.arange(math.ceil(horizon / _GRID_DT) + 2) * _GRID_DT
     mid, half = 0.5 * (math.log(lo) + math.log(hi)), 0.5 * (math.log(hi) - math.log(lo))
     speed = np.exp(mid + half * smooth_signal((seed, 41), t, (3.0, 1.3)))
     if with_stop:
@@ -181,7 +181,7 @@ def warp_video(
     grid_t, grid_src = time_map(
         start, end, seed=seed, speed_range=speed_range, with_stop=with_stop, stop_s=stop_s
     )
-    n_frames = int(math.floor(grid_t[-1] * fps + 1e-9)) + 1
+    n_frames = math.floor(grid_t[-1] * fps + 1e-9) + 1
     t_dst = np.arange(n_frames) * (fps.denominator / fps.numerator)
     t_src = np.interp(t_dst, grid_t, grid_src)
     shown = np.empty(n_frames)
@@ -259,7 +259,7 @@ def first_crossing(truth: np.ndarray, t_ref: float, tolerance: float = 1e-6) -> 
 
 
 def make_markers_for(
-    truth_csv: str | Path, ref_duration: float, *, n: int = 8, seed: int = 0
+    truth_csv: str | Path, ref_duration: float, n: int = 8, seed: int = 0
 ) -> tuple[Path, Path]:
     """Place ``n`` reference markers and write where the truth puts them in the new video.
 

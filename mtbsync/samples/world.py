@@ -90,6 +90,7 @@ class TrailWorld:
         }
         self._objects_cache: OrderedDict[int, list[PaintObject]] = OrderedDict()
         self._cache_size = {"full": cache_chunks, "far": 4 * cache_chunks, "arch": cache_chunks}
+        self._arch_of_chunk: dict[int, float] = {}
         tint = hash_uniform(self.seed, 99, np.arange(3)) - 0.5
         self.fog_bgr = tuple(float(c) for c in np.array([150.0, 168.0, 152.0]) + 20 * tint)
         self.sky_horizon_bgr = (232.0, 222.0, 205.0)
@@ -153,9 +154,16 @@ class TrailWorld:
         """
         out = []
         for chunk in range(math.floor(z_start / CHUNK_M), math.floor(z_end / CHUNK_M) + 1):
-            u = hash_uniform(self.seed, paint.L_ARCH, chunk, np.arange(2))
-            z = chunk * CHUNK_M + 1.0 + 8.0 * float(u[1])
-            if u[0] < _ARCH_PROBABILITY and z_start <= z <= z_end:
+            z = self._arch_of_chunk.get(chunk, math.nan)
+            if z == -math.inf:
+                continue
+            if math.isnan(z):  # not looked up yet (renderers ask every frame: remember the answer)
+                u = hash_uniform(self.seed, paint.L_ARCH, chunk, np.arange(2))
+                z = chunk * CHUNK_M + 1.0 + 8.0 * float(u[1]) if u[0] < _ARCH_PROBABILITY else -math.inf
+                if len(self._arch_of_chunk) > 100_000:
+                    self._arch_of_chunk.clear()
+                self._arch_of_chunk[chunk] = z
+            if z_start <= z <= z_end:
                 out.append(z)
         return out
 

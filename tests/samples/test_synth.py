@@ -157,8 +157,8 @@ def test_texture_is_trackable_and_places_are_distinct(decoded: dict) -> None:
 def test_new_frames_show_the_reference_place(pair: SamplePair, decoded: dict) -> None:
     """A new frame looks more like its truth reference frame than like frames 1 s away."""
     truth = read_truth(pair.truth_csv)
-    ref_t, ref_images = decoded["ref"]
-    new_t, new_images = decoded["new"]
+    _, ref_images = decoded["ref"]
+    _, new_images = decoded["new"]
     size = (ref_images[0].shape[1], ref_images[0].shape[0])
     checked = 0
     for t_new, t_ref in truth[:: max(1, len(truth) // 6)]:
