@@ -479,3 +479,42 @@ def prefetch(items: Iterable[T], depth: int = 8) -> Iterator[T]:
     finally:
         stop.set()
         worker.join(timeout=5)
+
+
+def iter_color_frames(path: str | Path) -> Iterator[tuple[float, np.ndarray]]:
+    """(time, BGR image) of every frame at full size, times from the stream's start as elsewhere here.
+
+    Raises:
+        MediaError: Unreadable file or no video stream.
+    """
+    path = Path(path)
+    with _open(path) as container:
+        stream = _video_stream(container, path)
+        stream.thread_type = "AUTO"
+        offset = _start_offset(stream)
+        for frame in container.decode(stream):
+            if frame.pts is None:
+                continue
+            yield float(frame.pts * stream.time_base) - offset, frame.to_ndarray(format="bgr24")
+
+
+def packet_times(path: str | Path) -> tuple[np.ndarray, Fraction, tuple[int, int]]:
+    """Frame times from the packets alone (cheap: no decoding), the frame rate and the picture size.
+
+    Raises:
+        MediaError: Unreadable file, no video stream or fewer than two frames.
+    """
+    path = Path(path)
+    with _open(path) as container:
+        stream = _video_stream(container, path)
+        offset = _start_offset(stream)
+        times = sorted(
+            float(p.pts * stream.time_base) - offset
+            for p in container.demux(stream)
+            if p.pts is not None and p.size
+        )
+        rate = _stream_fps(stream) or Fraction(30)
+        size = (stream.codec_context.width, stream.codec_context.height)
+    if len(times) < 2:
+        raise MediaError("has fewer than two video frames", path=path)
+    return np.array(times), rate, size

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from mtbsync.errors import MtbsyncError
-from mtbsync.samples.encode import exact_fps
+from mtbsync.io.writer import exact_fps
 from mtbsync.samples.synth import make_different_trail_pair, make_sample_pair
 from mtbsync.samples.warp import make_warped_pair
 

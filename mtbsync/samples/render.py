@@ -4,8 +4,10 @@ For every pixel the renderer casts the ray of a pinhole camera, intersects it wi
 the two forest walls (or lets it escape to the sky), turns the hit point into texture coordinates
 (arc length, lateral position or height) and samples the texture with one vectorised ``cv2.remap``.
 A mip level is chosen per pixel from its footprint so far texture does not shimmer, and distance
-fog hides the vanishing point. All the per-pixel work is a few dozen NumPy operations on
-``float32`` arrays; the texture window is rebuilt only every ~35 m of travel.
+fog hides the vanishing point. Arches (foliage over the trail) are planes facing the camera,
+drawn on top with one perspective warp each. All the per-pixel work is a few dozen NumPy operations
+on ``float32`` arrays (about 6 ms for 640x360 on one core); chunks of texture are copied into the
+atlas when they first come into view.
 """
 
 from __future__ import annotations

@@ -189,6 +189,17 @@ def plan_new_run(
       the trail (footage with no counterpart); without it, it stands on the trail 8 m before the
       reference's first frame and rides off from there. Either way the ride starts from rest.
 
+    Args:
+        world: The trail (another world than the reference's makes a different-trail pair).
+        ref: The reference run (its stretch of trail sets the distances).
+        fps: Frame rate.
+        seed: Seed of this run's randomness.
+        with_stop: Stop on the way.
+        late_start: Start further down the trail than the reference.
+        early_end: End before the reference's end.
+        start_gate_wait_s: Seconds of standing still at the start (0: none).
+        stop_s: Length of the stop (s).
+
     Returns:
         The run; its duration follows from the distance and the speed profile.
     """

@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 
 from mtbsync.errors import ConfigError
-from mtbsync.samples.encode import VideoWriter, exact_fps, upscale_i420, write_text_atomic
+from mtbsync.io.writer import VideoWriter, exact_fps, upscale_i420, write_text_atomic
 from mtbsync.samples.render import TrailRenderer
 from mtbsync.samples.runs import (
     Run,

@@ -11,16 +11,16 @@ from __future__ import annotations
 import contextlib
 import csv
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 
 from mtbsync.errors import ConfigError, MediaError
-from mtbsync.samples.encode import VideoWriter, exact_fps
+from mtbsync.io.video import iter_color_frames, packet_times
+from mtbsync.io.writer import VideoWriter, exact_fps
 from mtbsync.samples.noise import smooth_signal
 from mtbsync.samples.synth import (
     SamplePair,
@@ -31,49 +31,6 @@ from mtbsync.samples.synth import (
 from mtbsync.samples.world import PALETTE
 
 _GRID_DT = 0.001
-
-
-def _decode_frames(path: Path) -> Iterator[tuple[float, np.ndarray]]:
-    """(time, BGR image) of every frame, times as `mtbsync.io.video` reports them (from stream start)."""
-    try:
-        container = av.open(str(path))
-    except (av.FFmpegError, OSError) as exc:
-        raise MediaError(f"cannot open the video ({exc})", path=path) from None
-    try:
-        if not container.streams.video:
-            raise MediaError("has no video stream", path=path)
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        offset = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
-        for frame in container.decode(stream):
-            if frame.pts is None:
-                continue
-            yield float(frame.pts * stream.time_base) - offset, frame.to_ndarray(format="bgr24")
-    finally:
-        container.close()
-
-
-def _probe_times(path: Path) -> tuple[np.ndarray, Fraction, tuple[int, int]]:
-    """Frame times (decoding packets only: cheap), frame rate and size of ``path``."""
-    try:
-        container = av.open(str(path))
-    except (av.FFmpegError, OSError) as exc:
-        raise MediaError(f"cannot open the video ({exc})", path=path) from None
-    with container:
-        if not container.streams.video:
-            raise MediaError("has no video stream", path=path)
-        stream = container.streams.video[0]
-        offset = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
-        times = sorted(
-            float(p.pts * stream.time_base) - offset
-            for p in container.demux(stream)
-            if p.pts is not None and p.size
-        )
-        rate = stream.average_rate or stream.guessed_rate or Fraction(30)
-        size = (stream.codec_context.width, stream.codec_context.height)
-    if len(times) < 2:
-        raise MediaError("has fewer than two video frames", path=path)
-    return np.array(times), Fraction(rate), size
 
 
 def time_map(
@@ -168,7 +125,7 @@ def warp_video(
         raise ConfigError(f"speed_range {speed_range} must satisfy 0 < slowest <= fastest <= 16")
     if trim_start_s < 0 or trim_end_s < 0 or stop_s < 0:
         raise ConfigError("trims and stop length must not be negative")
-    times, src_fps, src_size = _probe_times(src)
+    times, src_fps, src_size = packet_times(src)
     fps = exact_fps(out_fps) if out_fps is not None else exact_fps(src_fps)
     size = tuple(out_size) if out_size is not None else src_size
     size = (size[0] // 2 * 2, size[1] // 2 * 2)
@@ -187,7 +144,7 @@ def warp_video(
     shown = np.empty(n_frames)
     dst.parent.mkdir(parents=True, exist_ok=True)
 
-    frames = _decode_frames(src)
+    frames = iter_color_frames(src)
     prev: tuple[float, np.ndarray] | None = None
     cur = next(frames, None)
     if cur is None:
@@ -336,9 +293,9 @@ def make_warped_pair(
     new = warp_video(src, out_dir / "new.mp4", seed=seed, **warp_options)  # type: ignore[arg-type]
     truth = out_dir / "truth.csv"
     truth_path_for(new).replace(truth)
-    times, src_fps, _ = _probe_times(src)
+    times, src_fps, _ = packet_times(src)
     ref_markers, truth_markers = make_markers_for(truth, float(times[-1]), n=n_markers, seed=seed)
-    _, new_fps, _ = _probe_times(new)
+    _, new_fps, _ = packet_times(new)
     n_new = read_truth(truth).shape[0]
     return SamplePair(
         directory=out_dir,

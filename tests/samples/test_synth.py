@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from mtbsync.errors import ConfigError
+from mtbsync.io.writer import VideoWriter, exact_fps
 from mtbsync.samples import (
     SamplePair,
     make_different_trail_pair,
@@ -21,7 +22,6 @@ from mtbsync.samples import (
     read_truth,
     warp_video,
 )
-from mtbsync.samples.encode import VideoWriter, exact_fps
 from mtbsync.samples.paint import CHUNK_PX
 from mtbsync.samples.world import TrailWorld
 
