@@ -85,10 +85,11 @@ def _config(preset_name: str, fast: bool, threads: int, device: str, **decode: A
 
 def _set_threads(threads: int) -> None:
     import cv2
-    import numba
+
+    from mtbsync.gpu import set_threads
 
     cv2.setNumThreads(threads)
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    set_threads(threads)
 
 
 @contextmanager

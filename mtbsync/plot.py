@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 
 from mtbsync.align.pairs import AlignmentPair
 from mtbsync.align.warp import Warp
-from mtbsync.features.index import atomic_write_bytes
+from mtbsync.io.files import atomic_write_bytes
 from mtbsync.markers.model import TransferredMarker
 
 _CMAP = "viridis"

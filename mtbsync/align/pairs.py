@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mtbsync.errors import PairsFileError
-from mtbsync.features.index import atomic_write_bytes
-from mtbsync.markers.io import read_csv_rows
+from mtbsync.io.csvfile import read_csv_rows
+from mtbsync.io.files import atomic_write_bytes
 
 PAIRS_HEADER = ("t_new", "t_ref", "inliers", "confidence", "verified", "source")
 PAIR_SOURCES = ("path", "refined", "marker", "anchor")

@@ -17,7 +17,7 @@ import numpy as np
 from scipy.interpolate import PchipInterpolator
 
 from mtbsync.errors import WarpFileError
-from mtbsync.features.index import atomic_write_bytes
+from mtbsync.io.files import atomic_write_bytes
 
 WARP_SCHEMA_VERSION = 1
 

@@ -8,8 +8,6 @@ keyframe, the video's identity and the parameters used.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +17,7 @@ import numpy as np
 
 from mtbsync.errors import IndexFileError
 from mtbsync.features.orb import FrameFeatures
+from mtbsync.io.files import atomic_write_bytes
 
 INDEX_SCHEMA_VERSION = 1
 THUMB_SIZE = (64, 36)
@@ -91,24 +90,6 @@ class FeatureIndex:
             video=dict(video),
             params=dict(params),
         )
-
-
-def atomic_write_bytes(path: Path, writer: Any) -> None:
-    """Write a file atomically: ``writer(fh)`` fills a temp file in the same folder, then rename.
-
-    A crash leaves either the old file or the new one, never half of one.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            writer(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
 
 
 def save_index(index: FeatureIndex, path: str | Path) -> Path:

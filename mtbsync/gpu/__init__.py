@@ -31,6 +31,7 @@ __all__ = [
     "hamming_knn2_pairs",
     "match_descriptors",
     "nearest_word",
+    "set_threads",
 ]
 
 
@@ -221,3 +222,10 @@ def nearest_word(descriptors: np.ndarray, vocabulary: np.ndarray, *, device: str
     if vocabulary.shape[0] == 0 and descriptors.shape[0]:
         raise ConfigError("the vocabulary is empty: there is no nearest word")
     return run_kernel(device, "nearest", descriptors, vocabulary)
+
+
+def set_threads(threads: int) -> None:
+    """Use at most ``threads`` threads for the CPU kernels (launches from the calling thread)."""
+    import numba
+
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))

@@ -11,17 +11,13 @@ new_markers.csv is written by mtbsync with a fixed header, which is its format v
 
 from __future__ import annotations
 
-import codecs
-import csv
-import io
 import math
 import re
-from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple
 
-from mtbsync.errors import MarkerFileError, MtbsyncError
-from mtbsync.features.index import atomic_write_bytes
+from mtbsync.errors import MarkerFileError
+from mtbsync.io.csvfile import read_csv_rows
+from mtbsync.io.files import atomic_write_bytes
 from mtbsync.markers.model import Marker, TransferredMarker
 
 NEW_MARKERS_HEADER = ("name", "t_ref", "t_new", "confidence", "needs_review", "colour", "comment")
@@ -73,100 +69,6 @@ def parse_time(text: str) -> float:
         raise ValueError(f"{text.strip()!r}: minutes and seconds must be under 60")
     value = int(hours or 0) * 3600 + int(minutes) * 60 + float(seconds)
     return -value if sign == "-" else value
-
-
-class CsvRow(NamedTuple):
-    """One row of a CSV file.
-
-    Attributes:
-        line: The 1-based line the row starts on.
-        fields: The parsed fields.
-        raw: The row's text as in the file (several lines when a quoted field holds newlines).
-    """
-
-    line: int
-    fields: list[str]
-    raw: str
-
-
-def read_csv_rows(path: str | Path, *, error: type[MtbsyncError] = MarkerFileError) -> list[CsvRow]:
-    """Read a CSV file into rows, each with the 1-based line it starts on.
-
-    UTF-8 with or without a BOM; RFC 4180 quoting (commas, quotes and newlines inside quoted fields
-    survive); spaces after a comma are dropped; blank lines, rows of empty fields and lines starting
-    with ``#`` are skipped (a quoted field starting with ``#`` is data).
-
-    Args:
-        path: The CSV file.
-        error: The error class to raise (the file kind's own, e.g. `PairsFileError`).
-
-    Returns:
-        The rows, in file order.
-
-    Raises:
-        MtbsyncError: (of class ``error``) the file is missing, unreadable, not UTF-8 or badly quoted.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise error("file not found" if not path.exists() else "not a file", path=path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise error(f"cannot read the file ({exc.strerror})", path=path) from None
-    if data.startswith(codecs.BOM_UTF8):
-        data = data[len(codecs.BOM_UTF8) :]
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise error("not UTF-8 text; save it as 'CSV UTF-8'", path=path, line=line) from None
-    lines = _Lines(text)
-    reader = csv.reader(lines, skipinitialspace=True, strict=True)
-    rows = []
-    while True:
-        lines.at_row_start = True
-        try:
-            fields = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            raise error(f"malformed CSV ({exc})", path=path, line=lines.row_start) from None
-        if any(f.strip() for f in fields):
-            rows.append(CsvRow(lines.row_start, fields, "".join(lines.raw)))
-    return rows
-
-
-class _Lines:
-    """Physical lines for `csv.reader`, skipping blank and comment lines between rows only.
-
-    The reader pulls one line per row, and more only while a quoted field is open, so a line that
-    starts with ``#`` inside a quoted field stays data, and a comment line holding a stray quote
-    cannot swallow the rows after it.
-    """
-
-    def __init__(self, text: str) -> None:
-        self._lines = io.StringIO(text, newline="")
-        self.line = 0
-        self.row_start = 0
-        self.at_row_start = True
-        self.raw: list[str] = []
-
-    def __iter__(self) -> Iterator[str]:
-        return self
-
-    def __next__(self) -> str:
-        while True:
-            raw = next(self._lines)
-            self.line += 1
-            if self.at_row_start:
-                stripped = raw.strip()
-                if not stripped or stripped.startswith("#"):
-                    continue
-                self.row_start = self.line
-                self.at_row_start = False
-                self.raw = []
-            self.raw.append(raw)
-            return raw
 
 
 def read_reference_markers(path: str | Path) -> list[Marker]:
