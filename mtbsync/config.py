@@ -107,7 +107,13 @@ class WarpGates:
 
 @dataclass(frozen=True)
 class SyncConfig:
-    """Everything one alignment needs; presets below."""
+    """Everything one alignment needs; presets below.
+
+    Attributes:
+        refine: Time markers at full frame rate (decoding short windows of both videos).
+        refine_window_s: Least half-width (s of new-run time) of the window searched around each
+            marker's warped time; it widens where the new rider is slow or the warp is uncertain.
+    """
 
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)

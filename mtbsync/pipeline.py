@@ -538,6 +538,7 @@ _REFINE_REF_FRAMES = 2
 # More keypoints than keyframes get: frames compared at full rate are near-identical views, and the
 # extra points sharpen the inlier peak and the zoom estimate.
 _REFINE_FEATURES = 1200
+_REFINE_MAX_WINDOW_S = 1.0
 
 
 def _interpolate_located(located: list[tuple[float, float]], tau: float, warp: Warp) -> float:
@@ -603,16 +604,23 @@ def refine_at_reference_times(
     ref_frame_s, new_frame_s = ref_info.frame_duration, new_info.frame_duration
     long_side = min(config.features.feature_side, config.decode.max_side)
     extractor = OrbExtractor(config.with_overrides(features={"n_features": _REFINE_FEATURES}).features)
-    # Search as far as the warp may be off: a few times its worst residual, within the configured window.
+    # Search as far as the warp may be off: twice its worst residual, and at least most of a keyframe
+    # step (the keyframe a place was matched to can be the neighbour), which lasts longer in new-run
+    # time where the new rider is slow.
     worst = float((warp.metrics.get("residuals_s") or {}).get("max", config.refine_window_s) or 0.0)
-    window = float(np.clip(2.0 * worst + 2 * new_frame_s, 0.25, config.refine_window_s))
+    keyframe_step = 1.0 / float(warp.meta.get("keyframe_fps") or config.decode.sample_fps)
+    speed = np.clip(np.nan_to_num(warp.speed_ratio(np.nan_to_num(predicted)), nan=1.0), 0.3, 3.0)
+    windows = np.clip(
+        np.maximum(2.0 * worst + 2 * new_frame_s, 0.75 * keyframe_step / speed), 0.25, _REFINE_MAX_WINDOW_S
+    )
+    windows = np.maximum(windows, min(config.refine_window_s, _REFINE_MAX_WINDOW_S))
     reproj_px = config.match.ransac_reproj_px * long_side / 640.0
 
     with timer.stage("refine markers", frames=len(todo)) as rec:
         reach = _REFINE_REF_FRAMES * ref_frame_s + 0.01 * ref_frame_s
         ref_windows = [(ref_times_arr[k] - reach, ref_times_arr[k] + reach) for k in todo]
         ref_frames = list(iter_window_frames(reference, ref_windows, long_side=long_side))
-        new_windows = [(predicted[k] - window, predicted[k] + window) for k in todo]
+        new_windows = [(predicted[k] - windows[k], predicted[k] + windows[k]) for k in todo]
         new_frames = list(iter_window_frames(new, new_windows, long_side=long_side))
         ref_feats = [extractor(f.image) for f in ref_frames]
         new_feats = [extractor(f.image) for f in new_frames]
@@ -622,7 +630,7 @@ def refine_at_reference_times(
         plan: list[tuple[int, int, np.ndarray]] = []  # (marker, ref frame, new frames in window)
         for k in todo:
             bracket = np.nonzero(np.abs(ref_t - ref_times_arr[k]) <= reach)[0]
-            in_window = np.nonzero(np.abs(new_t - predicted[k]) <= window + 0.5 * new_frame_s)[0]
+            in_window = np.nonzero(np.abs(new_t - predicted[k]) <= windows[k] + 0.5 * new_frame_s)[0]
             plan.extend((k, int(r), in_window) for r in bracket)
         pairs = np.array([(n, r) for _, r, window_frames in plan for n in window_frames], np.int64)
         geometry = verify_block_pairs(
@@ -645,7 +653,7 @@ def refine_at_reference_times(
                 new_t[in_window], geometry.inliers[a:b], geometry.log_zoom[a:b], zoom_bias=bias
             )
             guess = predicted[k]
-            if np.isfinite(timing.t_new) and abs(timing.t_new - guess) <= window - new_frame_s:
+            if np.isfinite(timing.t_new) and abs(timing.t_new - guess) <= windows[k] - new_frame_s:
                 located[k].append((float(ref_t[r]), timing.t_new))
                 methods[k] = timing.method
         for k in todo:

@@ -12,8 +12,11 @@ from scipy.optimize import isotonic_regression
 from mtbsync.align.warp import Warp
 from mtbsync.config import WarpGates
 
-# A pair further than this (seconds of reference time) from the robust trend is an outlier.
+# A pair further than this (seconds of reference time) from the robust trend is an outlier; the floor
+# grows with the spacing of the pairs (a change of pace bends the trend by up to pace x spacing).
 _OUTLIER_FLOOR_S = 0.25
+# Typical timing noise of one refined pair (seconds of reference time).
+_NOISE_S = 0.08
 # Verified pairs further apart than this leave a gap whose middle gets low confidence.
 _GAP_S = 2.0
 _REVIEW_LEVEL = 0.6
@@ -34,7 +37,9 @@ def _smooth(x: np.ndarray, y: np.ndarray, weights: np.ndarray) -> np.ndarray:
     out = y.copy()
     span = x[2:] - x[:-2]
     between = y[:-2] + (y[2:] - y[:-2]) * (x[1:-1] - x[:-2]) / np.maximum(span, 1e-9)
-    neighbour_w = 0.5 * (weights[:-2] + weights[2:])
+    # Corners (braking into a stop) are real: where the neighbours' line misses the point by much more
+    # than pair timing noise, the point is kept as it is.
+    neighbour_w = 0.5 * (weights[:-2] + weights[2:]) * np.exp(-(((between - y[1:-1]) / _NOISE_S) ** 2))
     out[1:-1] = (weights[1:-1] * y[1:-1] + neighbour_w * between) / (weights[1:-1] + neighbour_w)
     return out
 
@@ -93,7 +98,9 @@ def fit_warp(
     # Robust local trend, outliers out, then smooth and impose monotonicity.
     deviation = _one_sided_line_deviation(x, y, half_width=3)
     mad = 1.4826 * np.median(deviation)
-    keep = deviation <= max(_OUTLIER_FLOOR_S, 4.0 * mad)
+    spacing = float(np.median(np.diff(x))) if x.size > 1 else 0.0
+    pace = float(np.median(np.abs(np.diff(y)) / np.maximum(np.diff(x), 1e-9))) if x.size > 1 else 1.0
+    keep = deviation <= max(_OUTLIER_FLOOR_S, 4.0 * mad, 1.5 * spacing * pace)
     metrics["outliers"] = int((~keep).sum())
     x, y, w = x[keep], y[keep], w[keep]
     if x.size < 2:

@@ -95,7 +95,11 @@ def refine_reference_times(
             continue
         if not math.isfinite(step) or step < _MIN_STEP_ZOOM:
             continue
-        fraction = min(abs(z) / step, 1.0)
+        fraction = abs(z) / step
+        if fraction > 1.0:
+            # More zoom than a whole keyframe step: the zoom is off (a head turn, a different pose),
+            # not the keyframe, which won on inliers. Keep the keyframe time.
+            continue
         refined_t[k] = ref_times[j] + sign * fraction * interval
         refined[k] = True
     return RefinedPoints(t_new, refined_t, base, refined, outside, float(bias))
