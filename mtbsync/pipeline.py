@@ -523,6 +523,19 @@ def refit_warp(
     return fitted, written
 
 
+def _window_features(
+    video: str | Path, windows: list[tuple[float, float]], long_side: int, extractor: OrbExtractor
+) -> tuple[np.ndarray, list]:
+    """Times and ORB features of every frame inside ``windows`` (full frame rate)."""
+    from mtbsync.io.video import iter_window_frames
+
+    times, features = [], []
+    for frame in prefetch(iter_window_frames(video, windows, long_side=long_side), depth=4):
+        times.append(frame.t)
+        features.append(extractor(frame.image))
+    return np.array(times), features
+
+
 def _stack(features: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-frame features stacked as (keypoints, descriptors, offsets), the layout of an index."""
     counts = [len(f) for f in features]
@@ -590,7 +603,6 @@ def refine_at_reference_times(
     to the exact reference time. Only those short windows are decoded.
     """
     from mtbsync.align.refine import locate_in_window, zoom_at_peaks
-    from mtbsync.io.video import iter_window_frames
     from mtbsync.match.verify import verify_block_pairs
 
     ref_times_arr = np.asarray(ref_times, np.float64)
@@ -619,14 +631,12 @@ def refine_at_reference_times(
     with timer.stage("refine markers", frames=len(todo)) as rec:
         reach = _REFINE_REF_FRAMES * ref_frame_s + 0.01 * ref_frame_s
         ref_windows = [(ref_times_arr[k] - reach, ref_times_arr[k] + reach) for k in todo]
-        ref_frames = list(iter_window_frames(reference, ref_windows, long_side=long_side))
         new_windows = [(predicted[k] - windows[k], predicted[k] + windows[k]) for k in todo]
-        new_frames = list(iter_window_frames(new, new_windows, long_side=long_side))
-        ref_feats = [extractor(f.image) for f in ref_frames]
-        new_feats = [extractor(f.image) for f in new_frames]
-        ref_t = np.array([f.t for f in ref_frames])
-        new_t = np.array([f.t for f in new_frames])
-        rec.extra["frames_decoded"] = len(ref_frames) + len(new_frames)
+        # Images are dropped as soon as their features are computed (decoding overlapped), so memory
+        # follows the number of window frames' features, not their pixels.
+        ref_t, ref_feats = _window_features(reference, ref_windows, long_side, extractor)
+        new_t, new_feats = _window_features(new, new_windows, long_side, extractor)
+        rec.extra["frames_decoded"] = len(ref_feats) + len(new_feats)
         plan: list[tuple[int, int, np.ndarray]] = []  # (marker, ref frame, new frames in window)
         for k in todo:
             bracket = np.nonzero(np.abs(ref_t - ref_times_arr[k]) <= reach)[0]
