@@ -18,10 +18,11 @@ import cv2
 import numpy as np
 
 from mtbsync import __version__
+from mtbsync.align.candidates import band_pairs, candidate_pairs, count_score, verification_score
 from mtbsync.align.fit import fit_warp
 from mtbsync.align.pairs import AlignmentPair, write_pairs_csv
 from mtbsync.align.path import KeyframePath, monotone_path
-from mtbsync.align.refine import refine_reference_times
+from mtbsync.align.refine import interpolate_located, refine_reference_times
 from mtbsync.align.warp import Warp, save_warp, write_timewarp_json
 from mtbsync.config import SyncConfig
 from mtbsync.features.index import THUMB_SIZE, FeatureIndex, load_index, save_index
@@ -29,7 +30,7 @@ from mtbsync.features.orb import OrbExtractor
 from mtbsync.gpu import backend_name
 from mtbsync.io.video import DecodeReport, VideoInfo, find_proxy, iter_sampled_frames, prefetch, probe
 from mtbsync.markers import Marker, TransferredMarker, transfer_markers
-from mtbsync.match.retrieval import appearance_similarity, top_candidates
+from mtbsync.match.retrieval import appearance_similarity
 from mtbsync.match.verify import match_counts, verify_pairs
 from mtbsync.timing import BusyClock, StageTimer
 
@@ -198,12 +199,6 @@ class Alignment:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _verification_score(inliers: np.ndarray, min_inliers: int) -> np.ndarray:
-    """Path score of a verified pair: zero at the verification threshold, growing with the log of the
-    inliers, so a better-supported pair always wins (no saturation), and -1 at worst."""
-    return np.maximum(np.log(np.maximum(inliers, 1.0) / float(min_inliers)), -1.0)
-
-
 def align_indexes(
     ref: FeatureIndex,
     new: FeatureIndex,
@@ -224,7 +219,7 @@ def align_indexes(
             new, ref, vocabulary_size=config.path.vocabulary_size, device=device
         )
         coarse = monotone_path(np.clip(similarity - 2.0, -1.0, 4.0), max_step=max_step, stop_penalty=0.1)
-        candidates = _candidate_pairs(similarity, coarse, k=4, around=max_step)
+        candidates = candidate_pairs(similarity, coarse, k=4, around=max_step)
         counts = np.full((n_new, n_ref), np.nan)
         counts[candidates[:, 0], candidates[:, 1]] = match_counts(new, ref, candidates, config.match)
         rec.frames = len(candidates)
@@ -233,14 +228,14 @@ def align_indexes(
     with timer.stage("path") as rec:
         # Path through the match counts, then geometric verification of a band around it, then the
         # final path through the verified scores.
-        first = monotone_path(_count_score(counts), max_step=max_step, stop_penalty=config.path.stop_penalty)
-        band = _band_pairs(first, n_ref, width=1)
+        first = monotone_path(count_score(counts), max_step=max_step, stop_penalty=config.path.stop_penalty)
+        band = band_pairs(first, n_ref, width=1)
         geometry = verify_pairs(new, ref, band, config.match)
         inliers = np.full((n_new, n_ref), -1.0)
         zoom = np.full((n_new, n_ref), np.nan)
         inliers[band[:, 0], band[:, 1]] = geometry.inliers
         zoom[band[:, 0], band[:, 1]] = geometry.log_zoom
-        score = np.where(inliers >= 0, _verification_score(inliers, config.match.min_inliers), -1.0)
+        score = np.where(inliers >= 0, verification_score(inliers, config.match.min_inliers), -1.0)
         path = monotone_path(score, max_step=max_step, stop_penalty=config.path.stop_penalty)
         rec.frames = len(path)
         rec.extra.update(candidates=len(candidates), verified_pairs=len(band))
@@ -294,50 +289,6 @@ def align_indexes(
         for k in range(len(path))
     ]
     return Alignment(warp=warp, pairs=pairs, path=path, similarity=similarity)
-
-
-def _count_score(counts: np.ndarray) -> np.ndarray:
-    """Path score from ratio-test match counts: how far a pair stands out from the typical candidate of
-    its row (most candidates are wrong), in log units; -1 where not computed."""
-    typical = np.nanmedian(np.where(np.isfinite(counts), counts, np.nan), axis=1, keepdims=True)
-    typical = np.nan_to_num(typical, nan=10.0)
-    score = np.log((counts + 1.0) / (np.maximum(typical, 10.0) + 1.0)) - np.log(1.5)
-    return np.where(np.isfinite(counts), np.maximum(score, -1.0), -1.0)
-
-
-def _band_pairs(path: KeyframePath, n_ref: int, width: int) -> np.ndarray:
-    """(new keyframe, reference keyframe) pairs within ``width`` reference keyframes of ``path``."""
-    if len(path) == 0:
-        return np.zeros((0, 2), np.int64)
-    rows = [
-        (i, j + d)
-        for i, j in zip(path.new_idx, path.ref_idx, strict=True)
-        for d in range(-width, width + 1)
-        if 0 <= j + d < n_ref
-    ]
-    return np.unique(np.array(rows, np.int64), axis=0)
-
-
-def _candidate_pairs(similarity: np.ndarray, coarse: KeyframePath, *, k: int, around: int) -> np.ndarray:
-    """Reference keyframes worth verifying for each new keyframe: the best-looking ones and the
-    neighbourhood of the coarse appearance path."""
-    n_new, n_ref = similarity.shape
-    if n_new == 0 or n_ref == 0:
-        return np.zeros((0, 2), np.int64)
-    chosen = np.zeros((n_new, n_ref), bool)
-    top = top_candidates(similarity, k)
-    rows = np.repeat(np.arange(n_new), top.shape[1])
-    chosen[rows, top.ravel()] = True
-    for offset in range(-around, around + 1):
-        j = coarse.ref_idx + offset
-        valid = (j >= 0) & (j < n_ref)
-        chosen[coarse.new_idx[valid], j[valid]] = True
-    # The neighbours of every top candidate too: the true place is often next to the best look-alike.
-    for offset in (-1, 1):
-        j = top.ravel() + offset
-        valid = (j >= 0) & (j < n_ref)
-        chosen[rows[valid], j[valid]] = True
-    return np.argwhere(chosen)
 
 
 def transfer_with_refinement(
@@ -554,29 +505,6 @@ _REFINE_FEATURES = 1200
 _REFINE_MAX_WINDOW_S = 1.0
 
 
-def _interpolate_located(located: list[tuple[float, float]], tau: float, warp: Warp) -> float:
-    """New-run time of reference time ``tau`` from located (t_ref, t_new) frames near it."""
-    if not located:
-        return math.nan
-    ref_t = np.array([r for r, _ in located])
-    new_t = np.array([n for _, n in located])
-    if len(located) >= 3 and np.ptp(ref_t) > 0:
-        slope, intercept = np.polyfit(ref_t, new_t, 1)
-        if slope > 0:
-            # Drop the worst frame if it disagrees with the others by more than a frame's worth.
-            residual = np.abs(new_t - (slope * ref_t + intercept))
-            if len(located) >= 4 and residual.max() > 3 * np.median(residual) + 1e-3:
-                keep = residual < residual.max()
-                slope, intercept = np.polyfit(ref_t[keep], new_t[keep], 1)
-            if slope > 0:
-                return float(slope * tau + intercept)
-    nearest = int(np.argmin(np.abs(ref_t - tau)))
-    speed = float(warp.speed_ratio(new_t[nearest])[0])
-    if np.isfinite(speed) and speed > 0.05:
-        return float(new_t[nearest] + (tau - ref_t[nearest]) / speed)
-    return float(new_t[nearest])
-
-
 @dataclass(frozen=True)
 class MarkerRefinement:
     """Full-frame-rate timing of reference times (markers) in the new run."""
@@ -667,6 +595,6 @@ def refine_at_reference_times(
                 located[k].append((float(ref_t[r]), timing.t_new))
                 methods[k] = timing.method
         for k in todo:
-            result_t[k] = _interpolate_located(located[k], ref_times_arr[k], warp)
+            result_t[k] = interpolate_located(located[k], ref_times_arr[k], warp)
         rec.extra["refined"] = int(np.isfinite(result_t).sum())
     return MarkerRefinement(ref_times_arr, result_t, methods)

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mtbsync.align.warp import Warp
+
 # Below this zoom per keyframe interval the reference is (nearly) standing still or the scene is
 # far away: the ratio is then too noisy to use, and the keyframe time is kept.
 _MIN_STEP_ZOOM = 0.01
@@ -184,3 +186,31 @@ def zoom_at_peaks(windows: list[tuple[np.ndarray, np.ndarray, np.ndarray]], min_
         if np.isfinite(zooms[best]):
             values.append(float(zooms[best]))
     return float(np.median(values)) if len(values) >= 3 else 0.0
+
+
+def interpolate_located(located: list[tuple[float, float]], tau: float, warp: Warp) -> float:
+    """New-run time of reference time ``tau`` from reference frames located in the new run.
+
+    A line through the located (t_ref, t_new) frames around ``tau`` averages out single-frame
+    errors (the worst frame is dropped when it disagrees); with fewer frames, the nearest one is
+    carried to ``tau`` at the warp's local pace. NaN when nothing was located.
+    """
+    if not located:
+        return math.nan
+    ref_t = np.array([r for r, _ in located])
+    new_t = np.array([n for _, n in located])
+    if len(located) >= 3 and np.ptp(ref_t) > 0:
+        slope, intercept = np.polyfit(ref_t, new_t, 1)
+        if slope > 0:
+            # Drop the worst frame if it disagrees with the others by more than a frame's worth.
+            residual = np.abs(new_t - (slope * ref_t + intercept))
+            if len(located) >= 4 and residual.max() > 3 * np.median(residual) + 1e-3:
+                keep = residual < residual.max()
+                slope, intercept = np.polyfit(ref_t[keep], new_t[keep], 1)
+            if slope > 0:
+                return float(slope * tau + intercept)
+    nearest = int(np.argmin(np.abs(ref_t - tau)))
+    speed = float(warp.speed_ratio(new_t[nearest])[0])
+    if np.isfinite(speed) and speed > 0.05:
+        return float(new_t[nearest] + (tau - ref_t[nearest]) / speed)
+    return float(new_t[nearest])
