@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -309,7 +309,9 @@ def transfer_with_refinement(
     from mtbsync.align.fit import pin_warp
 
     anchors: list[AlignmentPair] = []
-    if config.refine and warp.ok and reference is not None and new is not None and markers:
+    found = np.zeros(len(markers), bool)
+    refined = config.refine and warp.ok and reference is not None and new is not None and bool(markers)
+    if refined:
         refinement = refine_at_reference_times(
             reference, new, warp, [m.t_ref for m in markers], config, timer=timer
         )
@@ -321,7 +323,29 @@ def transfer_with_refinement(
         ]
     with timer.stage("transfer", frames=len(markers)):
         transferred = transfer_markers(markers, warp, review_threshold=review_threshold)
+    if refined:
+        # A placed marker whose place was not found at full frame rate rests on keyframes alone:
+        # say so, and trust it less.
+        residual_ms = 1000 * float((warp.metrics.get("residuals_s") or {}).get("p90", 0.0) or 0.0)
+        transferred = [
+            _keyframes_only(m, residual_ms, review_threshold) if m.t_new is not None and not ok else m
+            for m, ok in zip(transferred, found, strict=True)
+        ]
     return warp, transferred, anchors
+
+
+def _keyframes_only(
+    marker: TransferredMarker, residual_ms: float, review_threshold: float
+) -> TransferredMarker:
+    confidence = 0.7 * marker.confidence
+    note = f"timed from keyframes only (warp p90 {residual_ms:.0f} ms), not confirmed at full frame rate"
+    comment = f"{marker.comment} | {note}" if marker.comment else note
+    return replace(
+        marker,
+        confidence=confidence,
+        needs_review=marker.needs_review or confidence < review_threshold,
+        comment=comment,
+    )
 
 
 def videos_of_warp(warp: Warp) -> tuple[Path, Path] | None:
