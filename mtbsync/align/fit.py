@@ -277,6 +277,17 @@ def pin_warp(warp: Warp, t_new: np.ndarray, t_ref: np.ndarray, *, clearance: flo
     w = np.concatenate([np.ones(keep.sum()), np.full(t_new.size, 1e3)])
     order = np.argsort(x, kind="stable")
     x, y, c, w = x[order], y[order], c[order], w[order]
+    # Anchors are hard constraints: make them monotone among themselves, then clamp every other knot
+    # between its neighbouring anchors, so the fit cannot pull an anchor off its value (a pooled
+    # anchor a hair low would move the first arrival at its reference time past the next knot).
+    is_anchor = w > 1.0
+    y[is_anchor] = _isotonic(y[is_anchor], np.ones(int(is_anchor.sum())))
+    anchor_x, anchor_y = x[is_anchor], y[is_anchor]
+    before = np.searchsorted(anchor_x, x, side="right") - 1
+    after = np.searchsorted(anchor_x, x, side="left")
+    lower = np.where(before >= 0, anchor_y[np.clip(before, 0, None)], -np.inf)
+    upper = np.where(after < anchor_x.size, anchor_y[np.clip(after, None, anchor_x.size - 1)], np.inf)
+    y = np.where(is_anchor, y, np.clip(y, lower, upper))
     y = _isotonic(y, w)
     x, first = np.unique(x, return_index=True)
     y, c = y[first], c[first]

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from mtbsync.align.fit import fit_warp, pin_warp
+from mtbsync.align.warp import Warp
 from mtbsync.config import WarpGates
 
 
@@ -92,3 +93,12 @@ def test_pin_warp_passes_through_anchors() -> None:
     assert pinned.to_ref(12.0)[0] == pytest.approx(13.9, abs=1e-6)
     assert np.all(np.diff(pinned.t_ref) >= 0)
     assert pinned.metrics["anchors"] == 2
+
+
+def test_pinned_anchor_is_not_pulled_by_a_later_lower_knot() -> None:
+    # Knots just after the anchor sit a hair below it (timing noise): the anchor must still be where
+    # the new run first reaches its reference time.
+    warp = Warp([16.32, 17.76, 18.72, 19.2, 20.0], [14.5, 15.13, 15.43, 15.5, 16.0], [1.0] * 5)
+    pinned = pin_warp(warp, np.array([18.814]), np.array([15.509]))
+    assert pinned.to_new(15.509)[0] == pytest.approx(18.814, abs=1e-6)
+    assert np.all(np.diff(pinned.t_ref) >= 0)
