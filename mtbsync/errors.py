@@ -62,3 +62,7 @@ class DeviceError(MtbsyncError):
 
 class ConfigError(MtbsyncError):
     """An option value is out of range or inconsistent."""
+
+
+class ExportError(MtbsyncError):
+    """Markers cannot be exported as asked (a bad frame rate, timecode or reel, nothing to export)."""

@@ -325,18 +325,32 @@ def transfer_with_refinement(
         transferred = transfer_markers(markers, warp, review_threshold=review_threshold)
     if refined:
         # A placed marker whose place was not found at full frame rate rests on keyframes alone:
-        # say so, and trust it less.
+        # say so, and trust it less; at the extrapolated ends of the covered part, do not place it.
         residual_ms = 1000 * float((warp.metrics.get("residuals_s") or {}).get("p90", 0.0) or 0.0)
+        verified = warp.metrics.get("verified_ref_range") or [-math.inf, math.inf]
         transferred = [
-            _keyframes_only(m, residual_ms, review_threshold) if m.t_new is not None and not ok else m
+            _keyframes_only(m, residual_ms, review_threshold, verified)
+            if m.t_new is not None and not ok
+            else m
             for m, ok in zip(transferred, found, strict=True)
         ]
     return warp, transferred, anchors
 
 
+# An unconfirmed marker below this confidence (e.g. in the half keyframe by which the covered part is
+# extended at its ends) is not placed: a guess is worse than a gap the editor can see.
+_MIN_UNCONFIRMED_CONFIDENCE = 0.25
+
+
 def _keyframes_only(
-    marker: TransferredMarker, residual_ms: float, review_threshold: float
+    marker: TransferredMarker, residual_ms: float, review_threshold: float, verified_ref: list[float]
 ) -> TransferredMarker:
+    at_edge = not verified_ref[0] <= marker.t_ref <= verified_ref[1]
+    if marker.confidence < _MIN_UNCONFIRMED_CONFIDENCE or at_edge:
+        why = "beyond the last matched keyframe" if at_edge else f"confidence {marker.confidence:.2f}"
+        note = f"not placed: its place was not found at full frame rate and the warp is unsure here ({why})"
+        comment = f"{marker.comment} | {note}" if marker.comment else note
+        return replace(marker, t_new=None, confidence=0.0, needs_review=True, comment=comment)
     confidence = 0.7 * marker.confidence
     note = f"timed from keyframes only (warp p90 {residual_ms:.0f} ms), not confirmed at full frame rate"
     comment = f"{marker.comment} | {note}" if marker.comment else note

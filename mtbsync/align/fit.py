@@ -117,6 +117,7 @@ def fit_warp(
 
     confidence = pair_confidence(knot_w, np.interp(knots_new, x, np.abs(y - fitted)))
     knots_new, knots_ref, confidence = _mark_gaps(knots_new, knots_ref, confidence)
+    metrics["verified_ref_range"] = [round(float(knots_ref[0]), 4), round(float(knots_ref[-1]), 4)]
     if extend_s > 0 and knots_new.size >= 2:
         knots_new, knots_ref, confidence = _extend_ends(
             knots_new, knots_ref, confidence, extend_s, new_duration, ref_duration
@@ -277,9 +278,10 @@ def pin_warp(warp: Warp, t_new: np.ndarray, t_ref: np.ndarray, *, clearance: flo
     w = np.concatenate([np.ones(keep.sum()), np.full(t_new.size, 1e3)])
     order = np.argsort(x, kind="stable")
     x, y, c, w = x[order], y[order], c[order], w[order]
-    # Anchors are hard constraints: make them monotone among themselves, then clamp every other knot
-    # between its neighbouring anchors, so the fit cannot pull an anchor off its value (a pooled
-    # anchor a hair low would move the first arrival at its reference time past the next knot).
+    # Anchors are hard constraints. Made monotone among themselves, they overrule every other knot
+    # that contradicts them (a knot before an anchor but above it, or after it but below it): such
+    # knots are dropped, not averaged in, since pooling would either pull the anchor off its value or
+    # flatten the warp ahead of it, and both move the first arrival at the anchor's reference time.
     is_anchor = w > 1.0
     y[is_anchor] = _isotonic(y[is_anchor], np.ones(int(is_anchor.sum())))
     anchor_x, anchor_y = x[is_anchor], y[is_anchor]
@@ -287,7 +289,8 @@ def pin_warp(warp: Warp, t_new: np.ndarray, t_ref: np.ndarray, *, clearance: flo
     after = np.searchsorted(anchor_x, x, side="left")
     lower = np.where(before >= 0, anchor_y[np.clip(before, 0, None)], -np.inf)
     upper = np.where(after < anchor_x.size, anchor_y[np.clip(after, None, anchor_x.size - 1)], np.inf)
-    y = np.where(is_anchor, y, np.clip(y, lower, upper))
+    consistent = is_anchor | ((y >= lower) & (y <= upper))
+    x, y, c, w = x[consistent], y[consistent], c[consistent], w[consistent]
     y = _isotonic(y, w)
     x, first = np.unique(x, return_index=True)
     y, c = y[first], c[first]

@@ -23,6 +23,11 @@ from mtbsync.align.warp import Warp
 # Below this zoom per keyframe interval the reference is (nearly) standing still or the scene is
 # far away: the ratio is then too noisy to use, and the keyframe time is kept.
 _MIN_STEP_ZOOM = 0.01
+# A located frame's neighbours keep at least this share of its inliers (else it sits at a cut).
+_PEAK_SHOULDER = 0.2
+# At the place itself the zoom between the views is the cameras' own (the bias); farther than this
+# (log units, about 10 %) the best frame is not at the place.
+_MAX_PEAK_ZOOM = 0.1
 
 
 @dataclass(frozen=True)
@@ -149,13 +154,21 @@ def locate_in_window(
     if times.size < 3 or inliers.max(initial=0) < min_inliers:
         return FrameTiming(math.nan, int(inliers.max(initial=0)), "none")
     best = int(np.argmax(inliers))
+    # A true pass is a peak with shoulders. A best frame at the window's edge, or next to a frame that
+    # barely matches (a cut: the new video starts or ends near this place), or whose zoom says the
+    # views are far apart, only means "the closest this video gets", not "here".
+    if best == 0 or best == times.size - 1:
+        return FrameTiming(math.nan, int(inliers[best]), "edge")
+    if min(inliers[best - 1], inliers[best + 1]) < _PEAK_SHOULDER * inliers[best]:
+        return FrameTiming(math.nan, int(inliers[best]), "cut")
+    if math.isfinite(zooms[best]) and abs(zooms[best] - zoom_bias) > _MAX_PEAK_ZOOM:
+        return FrameTiming(math.nan, int(inliers[best]), "zoom")
     peak = times[best]
-    if 0 < best < times.size - 1:
-        y0, y1, y2 = inliers[best - 1 : best + 2]
-        denom = y0 - 2 * y1 + y2
-        if denom < 0:
-            offset = 0.5 * (y0 - y2) / denom
-            peak = times[best] + float(np.clip(offset, -1, 1)) * 0.5 * (times[best + 1] - times[best - 1])
+    y0, y1, y2 = inliers[best - 1 : best + 2]
+    denom = y0 - 2 * y1 + y2
+    if denom < 0:
+        offset = 0.5 * (y0 - y2) / denom
+        peak = times[best] + float(np.clip(offset, -1, 1)) * 0.5 * (times[best + 1] - times[best - 1])
     strong = np.isfinite(zooms) & (inliers >= max(min_inliers, 0.3 * inliers[best]))
     method = "peak"
     estimate = peak

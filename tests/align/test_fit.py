@@ -102,3 +102,11 @@ def test_pinned_anchor_is_not_pulled_by_a_later_lower_knot() -> None:
     pinned = pin_warp(warp, np.array([18.814]), np.array([15.509]))
     assert pinned.to_new(15.509)[0] == pytest.approx(18.814, abs=1e-6)
     assert np.all(np.diff(pinned.t_ref) >= 0)
+
+
+def test_pinned_anchor_overrules_an_earlier_knot_above_it() -> None:
+    # A keyframe knot just before the anchor but a little ahead in reference time must not flatten
+    # the warp in front of the anchor (the marker would land at the knot, not at the anchor).
+    warp = Warp([22.02, 22.52, 23.02, 23.52, 24.02], [14.81, 14.95, 15.37, 15.43, 15.71], [1.0] * 5)
+    pinned = pin_warp(warp, np.array([23.283]), np.array([15.340]))
+    assert pinned.to_new(15.340)[0] == pytest.approx(23.283, abs=1e-6)

@@ -55,3 +55,14 @@ def test_zoom_at_peaks_reads_the_zoom_where_views_match_best() -> None:
         windows.append((times, inliers, 0.05 - 0.4 * (times - centre)))
     assert zoom_at_peaks(windows) == pytest.approx(0.05, abs=0.4 / 30)
     assert zoom_at_peaks(windows[:2]) == 0.0  # too few windows to tell
+
+
+def test_locate_in_window_refuses_a_peak_at_a_cut_or_with_the_wrong_zoom() -> None:
+    times = np.arange(0, 1.0, 1 / 30)
+    inliers = 200 * np.exp(-(((times - 0.5) / 0.12) ** 2))
+    inliers[:15] = 2  # the video cuts in at 0.5 s: the place is before its first trail frame
+    zooms = -0.4 * (times - 0.5)
+    assert locate_in_window(times, inliers, zooms).method == "cut"
+    inliers = 200 * np.exp(-(((times - 0.5) / 0.12) ** 2))
+    assert locate_in_window(times, inliers, zooms + 0.3).method == "zoom"
+    assert locate_in_window(times[:16], inliers[:16], zooms[:16]).method == "edge"
