@@ -1,0 +1,155 @@
+"""Shared pieces of the command line: the Typer app, consoles, option types, error mapping, tables.
+
+Exit codes: 0 aligned / done, 1 user error (one red line), 3 ran but the runs are not aligned.
+Set MTBSYNC_DEBUG=1 to see tracebacks.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from mtbsync import __version__
+from mtbsync.config import SyncConfig, preset
+from mtbsync.errors import MtbsyncError
+
+EXIT_OK, EXIT_USER_ERROR, EXIT_NOT_ALIGNED = 0, 1, 3
+
+app = typer.Typer(
+    name="mtbsync",
+    help="Align repeated mountain-bike runs and carry the reference run's markers onto new runs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=False)
+err_console = Console(stderr=True)
+
+ThreadsOpt = Annotated[int, typer.Option("--threads", help="Worker threads (0 = all cores).", min=0)]
+FastOpt = Annotated[bool, typer.Option("--fast", help="Faster, slightly less precise (fast preset).")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="Matching device: auto, cpu or gpu.")]
+PresetOpt = Annotated[str, typer.Option("--preset", help="Parameter preset: default, fast, accurate.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"mtbsync {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=err_console, show_time=False, show_path=False)],
+        force=True,
+    )
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn library errors into one red line and exit code 1 (tracebacks with MTBSYNC_DEBUG=1)."""
+    try:
+        yield
+    except MtbsyncError as exc:
+        if os.environ.get("MTBSYNC_DEBUG"):
+            raise
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
+
+
+def build_config(preset_name: str, fast: bool, threads: int, device: str, **decode: Any) -> SyncConfig:
+    config = preset("fast" if fast else preset_name)
+    if threads:
+        _set_threads(threads)
+    overrides = {k: v for k, v in decode.items() if v is not None}
+    return config.with_overrides(decode={**overrides, "threads": threads}, match={"device": device})
+
+
+def _set_threads(threads: int) -> None:
+    import cv2
+
+    from mtbsync.gpu import set_threads
+
+    cv2.setNumThreads(threads)
+    set_threads(threads)
+
+
+@contextmanager
+def progress_bars() -> Iterator[Callable[[str, int, int | None], None]]:
+    columns = (
+        TextColumn("{task.description:<20}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=err_console, transient=True, disable=not err_console.is_terminal) as bar:
+        tasks: dict[str, Any] = {}
+
+        def update(stage: str, done: int, total: int | None) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=max(total or 0, done) or None)
+
+        yield update
+
+
+def timings_table(timer: Any, title: str = "Stage timings") -> Table:
+    table = Table(title=title, title_justify="left", show_edge=False)
+    table.add_column("stage")
+    table.add_column("seconds", justify="right")
+    table.add_column("frames/items", justify="right")
+    table.add_column("device")
+    for record in timer.records:
+        video = str(record.extra.get("video", "")).strip()
+        name = f"{record.name} ({video})" if video else record.name
+        table.add_row(name, f"{record.seconds:.2f}", str(record.frames or ""), record.device)
+    table.add_row("[bold]total", f"[bold]{timer.total_seconds:.2f}", "", "")
+    return table
+
+
+def alignment_table(warp: Any) -> Table:
+    metrics = warp.metrics
+    table = Table(title="Alignment", title_justify="left", show_header=False, show_edge=False)
+    verdict = "[green]aligned[/]" if warp.ok else f"[red]not aligned[/]: {warp.reason}"
+    table.add_row("result", verdict)
+    if not warp.is_empty:
+        table.add_row("covered (new)", f"{warp.new_range[0]:.2f}-{warp.new_range[1]:.2f} s")
+        table.add_row("covered (reference)", f"{warp.ref_range[0]:.2f}-{warp.ref_range[1]:.2f} s")
+    table.add_row(
+        "verified path points", f"{metrics.get('verified_points', 0)} of {metrics.get('path_points', 0)}"
+    )
+    residuals = metrics.get("residuals_s")
+    if residuals:
+        table.add_row(
+            "residual p50 / p90", f"{residuals['p50'] * 1000:.0f} / {residuals['p90'] * 1000:.0f} ms"
+        )
+    if "mean_confidence" in metrics:
+        table.add_row("mean confidence", f"{metrics['mean_confidence']:.2f}")
+    return table
+
+
+def markers_table(markers: list[Any]) -> Table:
+    table = Table(title="Markers", title_justify="left", show_edge=False)
+    for column in ("name", "t_ref", "t_new", "confidence", "review"):
+        table.add_column(column, justify="right" if column.startswith(("t_", "conf")) else "left")
+    for m in markers:
+        t_new = f"{m.t_new:.3f}" if m.t_new is not None else "-"
+        review = "[yellow]review[/]" if m.needs_review else ""
+        table.add_row(m.name, f"{m.t_ref:.3f}", t_new, f"{m.confidence:.2f}", review)
+    return table

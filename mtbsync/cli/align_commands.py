@@ -1,0 +1,268 @@
+"""Commands of the alignment core: index, sync, warp, transfer, plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mtbsync.cli._common import (
+    EXIT_NOT_ALIGNED,
+    EXIT_OK,
+    DeviceOpt,
+    FastOpt,
+    PresetOpt,
+    ThreadsOpt,
+    alignment_table,
+    app,
+    build_config,
+    console,
+    err_console,
+    markers_table,
+    progress_bars,
+    timings_table,
+    user_errors,
+)
+from mtbsync.config import SyncConfig
+from mtbsync.errors import MtbsyncError
+
+
+@app.command()
+def index(
+    reference: Annotated[Path, typer.Option("--reference", "-r", help="Reference run video.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Index file to write (.npz).")] = Path(
+        "ref_index.npz"
+    ),
+    fps: Annotated[float, typer.Option("--fps", help="Keyframes per second.", min=0.1, max=30)] = 3.0,
+    keyframes_only: Annotated[
+        bool,
+        typer.Option(
+            "--keyframes-only", help="Decode only codec key frames (automatic when they are dense)."
+        ),
+    ] = False,
+    proxy: Annotated[bool, typer.Option("--proxy", help="Use a GoPro .LRV proxy when present.")] = False,
+    fast: FastOpt = False,
+    threads: ThreadsOpt = 0,
+    preset_name: PresetOpt = "default",
+) -> None:
+    """Build the reference run's keyframe feature index."""
+    from mtbsync.pipeline import build_index
+    from mtbsync.timing import StageTimer
+
+    with user_errors():
+        config = build_config(
+            preset_name,
+            fast,
+            threads,
+            "auto",
+            sample_fps=fps,
+            prefer_proxy=proxy,
+            mode="keyframes" if keyframes_only else None,
+        )
+        timer = StageTimer()
+        with progress_bars() as progress:
+            result = build_index(reference, out, config, timer=timer, progress=progress)
+    for warning in result.report.warnings:
+        err_console.print(f"[yellow]warning:[/] {warning}")
+    console.print(
+        f"Indexed {len(result.index)} keyframes of {reference} "
+        f"({result.report.mode} decode, {result.index.feature_counts.mean():.0f} keypoints/frame) -> {out}"
+    )
+    console.print(timings_table(timer))
+
+
+@app.command()
+def sync(
+    reference: Annotated[Path, typer.Option("--reference", "-r", help="Reference run video.")],
+    new: Annotated[Path, typer.Option("--new", "-n", help="New run video.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("sync_out"),
+    index_file: Annotated[
+        Path | None, typer.Option("--index", help="Reference index from `mtbsync index`.")
+    ] = None,
+    reference_markers: Annotated[
+        Path | None, typer.Option("--reference-markers", help="Also transfer these markers.")
+    ] = None,
+    review_threshold: Annotated[float, typer.Option("--review-threshold", min=0, max=1)] = 0.6,
+    min_inlier_frac: Annotated[float | None, typer.Option("--warp-min-inlier-frac", min=0, max=1)] = None,
+    max_p90: Annotated[float | None, typer.Option("--warp-max-p90", help="Seconds.", min=0)] = None,
+    min_coverage: Annotated[float | None, typer.Option("--warp-min-coverage", min=0, max=1)] = None,
+    fps: Annotated[float | None, typer.Option("--fps", help="Keyframes per second (no index).")] = None,
+    plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Also write alignment.png.")] = True,
+    fast: FastOpt = False,
+    threads: ThreadsOpt = 0,
+    device: DeviceOpt = "auto",
+    preset_name: PresetOpt = "default",
+) -> None:
+    """Align a new run to the reference run; writes pairs.csv, warp.npz and timewarp.json."""
+    from mtbsync.markers import read_reference_markers
+    from mtbsync.pipeline import sync as run_sync
+    from mtbsync.timing import StageTimer
+
+    with user_errors():
+        config = build_config(preset_name, fast, threads, device, sample_fps=fps)
+        gates = {"min_inlier_frac": min_inlier_frac, "max_p90": max_p90, "min_coverage": min_coverage}
+        config = config.with_overrides(gates={k: v for k, v in gates.items() if v is not None})
+        markers = read_reference_markers(reference_markers) if reference_markers else None
+        timer = StageTimer()
+        with progress_bars() as progress:
+            result = run_sync(
+                reference,
+                new,
+                out,
+                config,
+                index_path=index_file,
+                markers=markers,
+                review_threshold=review_threshold,
+                timer=timer,
+                progress=progress,
+            )
+        if plot:
+            from mtbsync.plot import plot_alignment
+
+            with timer.stage("plot"):
+                result.files["plot"] = plot_alignment(
+                    out / "alignment.png",
+                    pairs=result.alignment.pairs,
+                    warp=result.alignment.warp,
+                    markers=result.markers,
+                    title=f"{new.name} -> {reference.name}",
+                )
+    for res in (result.reference, result.new):
+        for warning in res.report.warnings if res else []:
+            err_console.print(f"[yellow]warning:[/] {warning}")
+    modes = [
+        f"{label} {res.report.mode}"
+        for label, res in (("reference", result.reference), ("new", result.new))
+        if res
+    ]
+    console.print(
+        "Decoded: " + ", ".join(modes) + " (decode and features overlap; their times are busy times)"
+    )
+    console.print(timings_table(timer))
+    console.print(alignment_table(result.alignment.warp))
+    if result.markers is not None:
+        console.print(markers_table(result.markers))
+    console.print("Wrote " + ", ".join(str(p) for p in result.files.values()))
+    raise typer.Exit(EXIT_OK if result.alignment.warp.ok else EXIT_NOT_ALIGNED)
+
+
+@app.command()
+def warp(
+    pairs: Annotated[Path, typer.Option("--pairs", help="pairs.csv from `mtbsync sync` (or t_new,t_ref).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Warp file to write (.npz).")] = Path("warp.npz"),
+    new_duration: Annotated[float | None, typer.Option("--new-duration", help="Seconds.")] = None,
+    ref_duration: Annotated[float | None, typer.Option("--ref-duration", help="Seconds.")] = None,
+    min_inlier_frac: Annotated[float | None, typer.Option("--warp-min-inlier-frac", min=0, max=1)] = None,
+    max_p90: Annotated[float | None, typer.Option("--warp-max-p90", min=0)] = None,
+    min_coverage: Annotated[float | None, typer.Option("--warp-min-coverage", min=0, max=1)] = None,
+) -> None:
+    """Fit the monotone warp to a pairs file (e.g. after editing pairs by hand)."""
+    from mtbsync.pipeline import refit_warp
+
+    with user_errors():
+        gates = {"min_inlier_frac": min_inlier_frac, "max_p90": max_p90, "min_coverage": min_coverage}
+        config = SyncConfig().with_overrides(gates={k: v for k, v in gates.items() if v is not None})
+        fitted, written = refit_warp(pairs, out, config, new_duration=new_duration, ref_duration=ref_duration)
+    console.print(alignment_table(fitted))
+    console.print("Wrote " + ", ".join(str(p) for p in written))
+    raise typer.Exit(EXIT_OK if fitted.ok else EXIT_NOT_ALIGNED)
+
+
+def _transfer(
+    reference_markers: Path, warp_file: Path, out: Path, review_threshold: float, refine: bool
+) -> None:
+    from mtbsync.align.warp import load_warp
+    from mtbsync.markers import read_reference_markers, write_new_markers
+    from mtbsync.pipeline import transfer_with_refinement, videos_of_warp
+    from mtbsync.timing import StageTimer
+
+    with user_errors():
+        markers = read_reference_markers(reference_markers)
+        fitted = load_warp(warp_file)
+        videos = videos_of_warp(fitted) if refine and fitted.ok else None
+        if refine and fitted.ok and videos is None:
+            err_console.print(
+                "[yellow]note:[/] the warp's videos are not available; markers follow the warp only"
+            )
+        _, transferred, anchors = transfer_with_refinement(
+            markers,
+            fitted,
+            reference=videos[0] if videos else None,
+            new=videos[1] if videos else None,
+            config=SyncConfig(),
+            review_threshold=review_threshold,
+            timer=StageTimer(),
+        )
+        write_new_markers(out, transferred)
+    if anchors:
+        console.print(f"Timed {len(anchors)} markers at full frame rate in {videos[1].name}")
+    console.print(markers_table(transferred))
+    placed = sum(m.t_new is not None for m in transferred)
+    review = sum(m.needs_review for m in transferred)
+    console.print(f"Placed {placed} of {len(transferred)} markers ({review} need review) -> {out}")
+    if not fitted.ok:
+        err_console.print(f"[red]not aligned:[/] {fitted.reason}")
+        raise typer.Exit(EXIT_NOT_ALIGNED)
+
+
+@app.command()
+def transfer(
+    reference_markers: Annotated[
+        Path, typer.Option("--reference-markers", help="name,t_ref[,colour][,comment]")
+    ],
+    warp_file: Annotated[Path, typer.Option("--warp", help="warp.npz or timewarp.json from `mtbsync sync`.")],
+    out: Annotated[Path, typer.Option("--out", "-o")] = Path("new_markers.csv"),
+    review_threshold: Annotated[float, typer.Option("--review-threshold", min=0, max=1)] = 0.6,
+    refine: Annotated[
+        bool,
+        typer.Option("--refine/--no-refine", help="Time markers at full frame rate when the videos exist."),
+    ] = True,
+) -> None:
+    """Carry the reference run's markers onto the new run through the warp."""
+    _transfer(reference_markers, warp_file, out, review_threshold, refine)
+
+
+@app.command("transfer-markers")
+def transfer_markers_alias(
+    ref_markers: Annotated[Path, typer.Option("--ref-markers", help="name,t_ref[,colour][,comment]")],
+    timewarp_json: Annotated[Path, typer.Option("--timewarp-json", help="timewarp.json or warp.npz.")],
+    out: Annotated[Path, typer.Option("--out", "-o")] = Path("new_markers.csv"),
+    review_threshold: Annotated[float, typer.Option("--review-threshold", min=0, max=1)] = 0.6,
+    refine: Annotated[bool, typer.Option("--refine/--no-refine")] = True,
+) -> None:
+    """Alias of `transfer` with the option names of earlier versions."""
+    _transfer(ref_markers, timewarp_json, out, review_threshold, refine)
+
+
+@app.command()
+def plot(
+    pairs: Annotated[Path, typer.Option("--pairs", help="pairs.csv from `mtbsync sync`.")],
+    warp_file: Annotated[Path, typer.Option("--warp", help="warp.npz or timewarp.json.")],
+    out: Annotated[Path, typer.Option("--out", "-o")] = Path("alignment.png"),
+    markers: Annotated[Path | None, typer.Option("--markers", help="new_markers.csv to draw.")] = None,
+    truth: Annotated[Path | None, typer.Option("--truth", help="t_new,t_ref truth CSV to draw.")] = None,
+) -> None:
+    """Draw the alignment: pairs, fitted warp, confidence bands and markers (PNG)."""
+    import numpy as np
+
+    from mtbsync.align.pairs import read_pairs_csv
+    from mtbsync.align.warp import load_warp
+    from mtbsync.markers import read_new_markers
+    from mtbsync.plot import plot_alignment
+
+    with user_errors():
+        truth_arr = None
+        if truth is not None:
+            try:
+                truth_arr = np.loadtxt(truth, delimiter=",", skiprows=1, ndmin=2)
+            except (OSError, ValueError):
+                raise MtbsyncError("not a readable t_new,t_ref CSV", path=truth) from None
+        written = plot_alignment(
+            out,
+            pairs=read_pairs_csv(pairs),
+            warp=load_warp(warp_file),
+            markers=read_new_markers(markers) if markers else None,
+            truth=truth_arr,
+        )
+    console.print(f"Wrote {written}")

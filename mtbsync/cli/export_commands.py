@@ -1,0 +1,100 @@
+"""Editor exports: export, export-markers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mtbsync.cli._common import (
+    app,
+    console,
+    err_console,
+    user_errors,
+)
+
+ExportFpsOpt = Annotated[
+    str | None,
+    typer.Option("--fps", help="Frame rate (29.97, 30000/1001, 25); default: the new video's rate."),
+]
+ExportNdfOpt = Annotated[bool, typer.Option("--ndf", help="Non-drop-frame timecode at 29.97 and 59.94.")]
+ExportStartOpt = Annotated[
+    str, typer.Option("--start-tc", help="Timeline start timecode (Resolve's default is 01:00:00:00).")
+]
+ExportReelOpt = Annotated[str, typer.Option("--reel", help="EDL reel name (1-8 letters, digits, _).")]
+ExportVideoOpt = Annotated[
+    Path | None,
+    typer.Option("--video", help="The new video (rate, duration); default: the one timewarp.json names."),
+]
+
+
+def _export(
+    fmt: str,
+    markers: Path,
+    out: Path | None,
+    fps: str | None,
+    ndf: bool,
+    start_tc: str,
+    reel: str,
+    video: Path | None,
+) -> None:
+    from mtbsync.export import export_markers_file
+
+    with user_errors():
+        result = export_markers_file(
+            markers, fmt, out, fps=fps, ndf=ndf, start_timecode=start_tc, reel=reel, video=video
+        )
+    if result.unknown_colours:
+        err_console.print(
+            "[yellow]warning:[/] colours written as the default (blue): "
+            + ", ".join(repr(c) for c in result.unknown_colours),
+            highlight=False,
+        )
+    rate = result.options.rate
+    extra = [f"skipped {result.skipped} not placed"]
+    if result.clamped:
+        extra.append(f"clamped {result.clamped} past the video's end")
+    if result.merged:
+        extra.append(f"merged {result.merged} on a shared frame")
+    console.print(
+        f"Wrote {result.written} markers ({', '.join(extra)}) at {rate.label} fps, "
+        f"start {rate.frames_to_timecode(result.options.start_frame)} -> {result.path}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@app.command("export")
+def export(
+    fmt: Annotated[str, typer.Argument(metavar="FORMAT", help="csv, edl, resolve-edl, fcpxml or premiere.")],
+    markers: Annotated[
+        Path, typer.Option("--markers", "-m", help="new_markers.csv from `mtbsync transfer`.")
+    ],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="File to write.")] = None,
+    fps: ExportFpsOpt = None,
+    ndf: ExportNdfOpt = False,
+    start_tc: ExportStartOpt = "01:00:00:00",
+    reel: ExportReelOpt = "001",
+    video: ExportVideoOpt = None,
+) -> None:
+    """Export transferred markers for an editor (Resolve, Premiere, Final Cut Pro, Avid, CSV)."""
+    _export(fmt, markers, out, fps, ndf, start_tc, reel, video)
+
+
+@app.command("export-markers")
+def export_markers_preset(
+    markers: Annotated[Path, typer.Argument(help="new_markers.csv from `mtbsync transfer`.")],
+    preset_name: Annotated[
+        str, typer.Option("--preset", help="fcpxml, premiere or resolve-edl (or csv, edl).")
+    ],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="File to write; default: beside the CSV.")
+    ] = None,
+    fps: ExportFpsOpt = None,
+    ndf: ExportNdfOpt = False,
+    start_tc: ExportStartOpt = "01:00:00:00",
+    video: ExportVideoOpt = None,
+) -> None:
+    """Export transferred markers with an editor preset (same as `mtbsync export`)."""
+    _export(preset_name, markers, out, fps, ndf, start_tc, "001", video)

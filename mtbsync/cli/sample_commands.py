@@ -1,0 +1,102 @@
+"""Sample data and the end-to-end demo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from mtbsync.cli._common import (
+    EXIT_NOT_ALIGNED,
+    EXIT_OK,
+    ThreadsOpt,
+    alignment_table,
+    app,
+    build_config,
+    console,
+    progress_bars,
+    timings_table,
+    user_errors,
+)
+
+
+@app.command()
+def sample(
+    out: Annotated[Path, typer.Argument(help="Folder for the generated pair.")] = Path("sample"),
+    duration: Annotated[float, typer.Option("--duration", min=4)] = 30.0,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    different_trail: Annotated[bool, typer.Option("--different-trail", help="A pair of two trails.")] = False,
+) -> None:
+    """Generate a sample pair (reference + time-warped new run) with known truth."""
+    from mtbsync.samples import make_different_trail_pair, make_sample_pair
+
+    with user_errors():
+        maker = make_different_trail_pair if different_trail else make_sample_pair
+        pair = maker(out, duration_s=duration, seed=seed)
+    console.print(f"Wrote {pair.reference}, {pair.new} and truth files in {pair.directory}")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Working folder.")] = Path("demo_out"),
+    duration: Annotated[float, typer.Option("--duration", min=6)] = 30.0,
+    threads: ThreadsOpt = 0,
+) -> None:
+    """Generate a sample pair, run index -> sync -> transfer, and score the markers against truth."""
+    from mtbsync.evaluate import read_truth_markers, score_markers
+    from mtbsync.markers import read_reference_markers
+    from mtbsync.pipeline import build_index
+    from mtbsync.pipeline import sync as run_sync
+    from mtbsync.samples import make_sample_pair
+    from mtbsync.timing import StageTimer
+
+    with user_errors():
+        config = build_config("default", False, threads, "auto")
+        console.print(f"Generating a {duration:.0f} s sample pair in {out}/ ...")
+        pair = make_sample_pair(out, duration_s=duration)
+        timer = StageTimer()
+        with progress_bars() as progress:
+            build_index(pair.reference, out / "ref_index.npz", config, timer=timer, progress=progress)
+            result = run_sync(
+                pair.reference,
+                pair.new,
+                out / "sync",
+                config,
+                index_path=out / "ref_index.npz",
+                markers=read_reference_markers(pair.reference_markers_csv),
+                timer=timer,
+                progress=progress,
+            )
+        import numpy as np
+
+        from mtbsync.plot import plot_alignment
+
+        truth = np.loadtxt(pair.truth_csv, delimiter=",", skiprows=1, ndmin=2)
+        plot_alignment(
+            out / "sync" / "alignment.png",
+            pairs=result.alignment.pairs,
+            warp=result.alignment.warp,
+            markers=result.markers,
+            truth=truth,
+            title="demo pair",
+        )
+    console.print(timings_table(timer))
+    console.print(alignment_table(result.alignment.warp))
+    score = score_markers(result.markers or [], read_truth_markers(pair.truth_markers_csv), 1 / pair.new_fps)
+    table = Table(title="Marker error against truth", title_justify="left", show_edge=False)
+    for column in ("marker", "error (ms)", "error (frames)"):
+        table.add_column(column, justify="left" if column == "marker" else "right")
+    for name, err in zip(score.names, score.errors_s, strict=True):
+        table.add_row(name, f"{err * 1000:+.0f}", f"{err * pair.new_fps:+.2f}")
+    console.print(table)
+    s = score.summary()
+    if s.get("markers"):
+        console.print(
+            f"median {s['median_frames']:.2f} frames, p90 {s['p90_frames']:.2f}, max {s['max_frames']:.2f}; "
+            f"{s['within_one_frame']:.0%} within one frame; wrongly placed {s['wrongly_placed']}, "
+            f"missed {s['missed']}"
+        )
+    console.print(f"Outputs in {out}/sync (alignment.png, new_markers.csv, timewarp.json)")
+    raise typer.Exit(EXIT_OK if result.alignment.warp.ok else EXIT_NOT_ALIGNED)
