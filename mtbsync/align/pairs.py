@@ -14,7 +14,7 @@ from pathlib import Path
 
 from mtbsync.errors import PairsFileError
 from mtbsync.io.csvfile import read_csv_rows
-from mtbsync.io.files import atomic_write_bytes
+from mtbsync.io.files import atomic_write_text
 
 PAIRS_HEADER = ("t_new", "t_ref", "inliers", "confidence", "verified", "source")
 PAIR_SOURCES = ("path", "refined", "marker", "anchor")
@@ -66,8 +66,7 @@ def write_pairs_csv(path: str | Path, pairs: Sequence[AlignmentPair]) -> Path:
     for p in pairs:
         verified = "true" if p.verified else "false"
         lines.append(f"{p.t_new:.4f},{p.t_ref:.4f},{int(p.inliers)},{p.confidence:.3f},{verified},{p.source}")
-    data = ("\n".join(lines) + "\n").encode("utf-8")
-    atomic_write_bytes(path, lambda fh: fh.write(data))
+    atomic_write_text(path, ("\n".join(lines) + "\n"))
     return path
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from scipy.interpolate import PchipInterpolator
 
 from mtbsync.errors import WarpFileError
-from mtbsync.io.files import atomic_write_bytes
+from mtbsync.io.files import atomic_write_bytes, atomic_write_text
 
 WARP_SCHEMA_VERSION = 1
 
@@ -230,7 +230,7 @@ def write_timewarp_json(warp: Warp, path: str | Path) -> Path:
     """Write the readable timewarp.json atomically."""
     path = Path(path)
     text = json.dumps(timewarp_document(warp), indent=2, default=_json_default) + "\n"
-    atomic_write_bytes(path, lambda fh: fh.write(text.encode("utf-8")))
+    atomic_write_text(path, text)
     return path
 
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mtbsync.export.common import ExportOptions, PreparedMarkers, prepare
-from mtbsync.io.files import atomic_write_bytes
+from mtbsync.io.files import atomic_write_text
 from mtbsync.markers.model import TransferredMarker
 
 HEADER = ("name", "timecode", "frame", "seconds", "colour", "confidence", "needs_review", "comment")
@@ -50,10 +50,7 @@ def write_to_file(markers: Sequence[TransferredMarker], path: str | Path, option
     Raises:
         ExportError: As `write_to_string`; nothing is written then.
     """
-    path = Path(path)
-    data = write_to_string(markers, options).encode("utf-8")
-    atomic_write_bytes(path, lambda fh: fh.write(data))
-    return path
+    return atomic_write_text(path, write_to_string(markers, options))
 
 
 def render(prepared: PreparedMarkers, options: ExportOptions) -> str:

@@ -30,7 +30,7 @@ from mtbsync.errors import ExportError
 from mtbsync.export.colours import avid_colour, resolve_colour
 from mtbsync.export.common import ExportOptions, PreparedMarkers, prepare, single_line
 from mtbsync.export.timecode import FrameRate
-from mtbsync.io.files import atomic_write_bytes
+from mtbsync.io.files import atomic_write_text
 from mtbsync.markers.model import TransferredMarker
 
 Flavour = Literal["avid", "resolve"]
@@ -78,10 +78,7 @@ def write_to_file(
     Raises:
         ExportError: As `write_to_string`; nothing is written then.
     """
-    path = Path(path)
-    data = write_to_string(markers, options, flavour=flavour).encode("utf-8")
-    atomic_write_bytes(path, lambda fh: fh.write(data))
-    return path
+    return atomic_write_text(path, write_to_string(markers, options, flavour=flavour))
 
 
 def render(prepared: PreparedMarkers, options: ExportOptions, *, flavour: Flavour = "avid") -> str:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from mtbsync.export.common import ExportOptions, PreparedMarkers, prepare, single_line, xml_text
 from mtbsync.export.timecode import FrameRate
-from mtbsync.io.files import atomic_write_bytes
+from mtbsync.io.files import atomic_write_text
 from mtbsync.markers.model import TransferredMarker
 
 FCPXML_VERSION = "1.10"
@@ -61,10 +61,7 @@ def write_to_file(markers: Sequence[TransferredMarker], path: str | Path, option
     Raises:
         ExportError: As `write_to_string`; nothing is written then.
     """
-    path = Path(path)
-    data = write_to_string(markers, options).encode("utf-8")
-    atomic_write_bytes(path, lambda fh: fh.write(data))
-    return path
+    return atomic_write_text(path, write_to_string(markers, options))
 
 
 def fcpxml_time(frames: int, rate: FrameRate) -> str:

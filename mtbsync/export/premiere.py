@@ -19,7 +19,7 @@ from pathlib import Path
 from mtbsync.export.colours import premiere_colour
 from mtbsync.export.common import ExportOptions, PreparedMarkers, prepare, single_line, xml_text
 from mtbsync.export.timecode import FrameRate
-from mtbsync.io.files import atomic_write_bytes
+from mtbsync.io.files import atomic_write_text
 from mtbsync.markers.model import TransferredMarker
 
 _DEFAULT_SIZE = (1920, 1080)
@@ -55,10 +55,7 @@ def write_to_file(markers: Sequence[TransferredMarker], path: str | Path, option
     Raises:
         ExportError: As `write_to_string`; nothing is written then.
     """
-    path = Path(path)
-    data = write_to_string(markers, options).encode("utf-8")
-    atomic_write_bytes(path, lambda fh: fh.write(data))
-    return path
+    return atomic_write_text(path, write_to_string(markers, options))
 
 
 def render(prepared: PreparedMarkers, options: ExportOptions) -> str:

@@ -24,3 +24,11 @@ def atomic_write_bytes(path: Path, writer: Any) -> None:
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> Path:
+    """Write ``text`` to ``path`` atomically; returns the path."""
+    path = Path(path)
+    data = text.encode(encoding)
+    atomic_write_bytes(path, lambda fh: fh.write(data))
+    return path

@@ -158,14 +158,6 @@ class VideoWriter:
             self.abort()
 
 
-def write_text_atomic(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    tmp.write_text(text, encoding="utf-8", newline="")
-    os.replace(tmp, path)
-    return path
-
-
 def upscale_i420(bgr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """``bgr`` converted to I420 and scaled to ``size`` plane by plane.
 

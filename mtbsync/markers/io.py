@@ -17,7 +17,7 @@ from pathlib import Path
 
 from mtbsync.errors import MarkerFileError
 from mtbsync.io.csvfile import read_csv_rows
-from mtbsync.io.files import atomic_write_bytes
+from mtbsync.io.files import atomic_write_text
 from mtbsync.markers.model import Marker, TransferredMarker
 
 NEW_MARKERS_HEADER = ("name", "t_ref", "t_new", "confidence", "needs_review", "colour", "comment")
@@ -212,8 +212,7 @@ def write_new_markers(path: str | Path, markers: list[TransferredMarker]) -> Pat
                 )
             )
         )
-    data = "".join(lines).encode("utf-8")
-    atomic_write_bytes(path, lambda fh: fh.write(data))
+    atomic_write_text(path, "".join(lines))
     return path
 
 

@@ -34,7 +34,8 @@ import cv2
 import numpy as np
 
 from mtbsync.errors import ConfigError
-from mtbsync.io.writer import VideoWriter, exact_fps, upscale_i420, write_text_atomic
+from mtbsync.io.files import atomic_write_text
+from mtbsync.io.writer import VideoWriter, exact_fps, upscale_i420
 from mtbsync.samples.render import TrailRenderer
 from mtbsync.samples.runs import (
     Run,
@@ -239,18 +240,18 @@ def _csv_text(header: list[str], rows: list[list[str]]) -> str:
 
 def write_truth_csv(path: Path, rows: np.ndarray) -> Path:
     """``t_new,t_ref`` with microsecond precision."""
-    return write_text_atomic(path, _csv_text(["t_new", "t_ref"], [[f"{a:.6f}", f"{b:.6f}"] for a, b in rows]))
+    return atomic_write_text(path, _csv_text(["t_new", "t_ref"], [[f"{a:.6f}", f"{b:.6f}"] for a, b in rows]))
 
 
 def write_reference_markers_csv(path: Path, markers: list[tuple[str, float, str, str]]) -> Path:
     """``name,t_ref,colour,comment``."""
     rows = [[name, f"{t:.6f}", colour, comment] for name, t, colour, comment in markers]
-    return write_text_atomic(path, _csv_text(["name", "t_ref", "colour", "comment"], rows))
+    return atomic_write_text(path, _csv_text(["name", "t_ref", "colour", "comment"], rows))
 
 
 def write_truth_markers_csv(path: Path, markers: list[tuple[str, float]]) -> Path:
     """``name,t_new``."""
-    return write_text_atomic(path, _csv_text(["name", "t_new"], [[n, f"{t:.6f}"] for n, t in markers]))
+    return atomic_write_text(path, _csv_text(["name", "t_new"], [[n, f"{t:.6f}"] for n, t in markers]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -444,7 +445,7 @@ def _make_pair(
         "markers": len(ref_markers),
         "markers_reached": len(truth_markers),
     }
-    write_text_atomic(paths["manifest"], json.dumps(manifest, indent=2) + "\n")
+    atomic_write_text(paths["manifest"], json.dumps(manifest, indent=2) + "\n")
     return _pair_from_manifest(out_dir, manifest)
 
 
