@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mtbsync.errors import PairsFileError
-from mtbsync.io.csvfile import read_csv_rows
+from mtbsync.io.csvfile import cell, read_csv_rows
 from mtbsync.io.files import atomic_write_text
 
 PAIRS_HEADER = ("t_new", "t_ref", "inliers", "confidence", "verified", "source")
@@ -113,36 +113,35 @@ def read_pairs_csv(path: str | Path) -> list[AlignmentPair]:
 
 
 def _pair(fields: list[str], columns: dict[str, int], path: Path, line: int) -> AlignmentPair:
-    def cell(name: str) -> str:
-        k = columns.get(name)
-        return fields[k].strip() if k is not None and k < len(fields) else ""
+    def text_of(name: str) -> str:
+        return cell(fields, columns, name)
 
     times = []
     for name in ("t_new", "t_ref"):
-        text = cell(name)
+        text = text_of(name)
         if not text:
             raise PairsFileError(f"missing {name}", path=path, line=line)
         value = _number(text, name, path, line)
         if value < 0:
             raise PairsFileError(f"{name} is negative: {text!r}", path=path, line=line)
         times.append(value)
-    inliers_text = cell("inliers")
+    inliers_text = text_of("inliers")
     inliers = _number(inliers_text, "inliers", path, line) if inliers_text else 0.0
     if inliers < 0 or inliers != int(inliers):
         raise PairsFileError(
             f"inliers is not a whole number of 0 or more: {inliers_text!r}", path=path, line=line
         )
-    confidence_text = cell("confidence")
+    confidence_text = text_of("confidence")
     confidence = _number(confidence_text, "confidence", path, line) if confidence_text else 1.0
     if not 0.0 <= confidence <= 1.0:
         raise PairsFileError(f"confidence is not from 0 to 1: {confidence_text!r}", path=path, line=line)
-    verified_text = cell("verified").lower()
+    verified_text = text_of("verified").lower()
     if verified_text and verified_text not in _TRUE | _FALSE:
-        raise PairsFileError(f"verified is not true/false: {cell('verified')!r}", path=path, line=line)
-    source = cell("source").lower() or "anchor"
+        raise PairsFileError(f"verified is not true/false: {text_of('verified')!r}", path=path, line=line)
+    source = text_of("source").lower() or "anchor"
     if source not in PAIR_SOURCES:
         raise PairsFileError(
-            f"unknown source {cell('source')!r} (expected one of {', '.join(PAIR_SOURCES)})",
+            f"unknown source {text_of('source')!r} (expected one of {', '.join(PAIR_SOURCES)})",
             path=path,
             line=line,
         )

@@ -104,3 +104,10 @@ class _Lines:
                 self.raw = []
             self.raw.append(raw)
             return raw
+
+
+def cell(fields: list[str], columns: dict[str, int], name: str) -> str:
+    """The stripped text of column ``name`` in a row, or ``""`` when the file has no such column or
+    the row is short (readers then report the missing value with its line)."""
+    k = columns.get(name)
+    return fields[k].strip() if k is not None and k < len(fields) else ""

@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 
 from mtbsync.errors import MarkerFileError
+from mtbsync.io.csvfile import cell as csv_cell
 from mtbsync.io.csvfile import read_csv_rows
 from mtbsync.io.files import atomic_write_text
 from mtbsync.markers.model import Marker, TransferredMarker
@@ -103,8 +104,7 @@ def read_reference_markers(path: str | Path) -> list[Marker]:
     for line, fields, raw in rows:
 
         def cell(role: str, fields: list[str] = fields) -> str:
-            col = columns.get(role)
-            return fields[col].strip() if col is not None and col < len(fields) else ""
+            return csv_cell(fields, columns, role)
 
         name = cell("name")
         if not name:
@@ -258,8 +258,7 @@ def read_new_markers(path: str | Path) -> list[TransferredMarker]:
     for line, fields, _ in rows[1:]:
 
         def cell(name: str, fields: list[str] = fields) -> str:
-            k = col.get(name)
-            return fields[k].strip() if k is not None and k < len(fields) else ""
+            return csv_cell(fields, col, name)
 
         name = cell("name")
         if not name:
