@@ -400,6 +400,8 @@ def sync(
     index_path: str | Path | None = None,
     markers: list[Marker] | None = None,
     review_threshold: float = 0.6,
+    plot: bool = False,
+    truth: np.ndarray | None = None,
     timer: StageTimer,
     progress: Progress = _no_progress,
 ) -> SyncResult:
@@ -413,6 +415,8 @@ def sync(
         index_path: A reference index built by `build_index`; built on the fly when None.
         markers: Reference markers to transfer (writes new_markers.csv too).
         review_threshold: Confidence under which a transferred marker needs review.
+        plot: Also draw alignment.png.
+        truth: (k, 2) known ``t_new, t_ref`` to draw in the plot (sample pairs).
         timer: Stage timer.
         progress: Progress callback.
 
@@ -453,6 +457,18 @@ def sync(
         from mtbsync.markers import write_new_markers
 
         files["markers"] = write_new_markers(out_dir / "new_markers.csv", transferred)
+    if plot:
+        from mtbsync.plot import plot_alignment
+
+        with timer.stage("plot"):
+            files["plot"] = plot_alignment(
+                out_dir / "alignment.png",
+                pairs=alignment.pairs,
+                warp=alignment.warp,
+                markers=transferred,
+                truth=truth,
+                title=f"{Path(new).name} -> {Path(reference).name}",
+            )
     return SyncResult(alignment, ref_result, new_result, out_dir, files, transferred)
 
 

@@ -114,20 +114,10 @@ def sync(
                 index_path=index_file,
                 markers=markers,
                 review_threshold=review_threshold,
+                plot=plot,
                 timer=timer,
                 progress=progress,
             )
-        if plot:
-            from mtbsync.plot import plot_alignment
-
-            with timer.stage("plot"):
-                result.files["plot"] = plot_alignment(
-                    out / "alignment.png",
-                    pairs=result.alignment.pairs,
-                    warp=result.alignment.warp,
-                    markers=result.markers,
-                    title=f"{new.name} -> {reference.name}",
-                )
     for res in (result.reference, result.new):
         for warning in res.report.warnings if res else []:
             err_console.print(f"[yellow]warning:[/] {warning}")

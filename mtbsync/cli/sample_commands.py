@@ -49,7 +49,7 @@ def demo(
     from mtbsync.markers import read_reference_markers
     from mtbsync.pipeline import build_index
     from mtbsync.pipeline import sync as run_sync
-    from mtbsync.samples import make_sample_pair
+    from mtbsync.samples import make_sample_pair, read_truth
     from mtbsync.timing import StageTimer
 
     with user_errors():
@@ -66,22 +66,11 @@ def demo(
                 config,
                 index_path=out / "ref_index.npz",
                 markers=read_reference_markers(pair.reference_markers_csv),
+                plot=True,
+                truth=read_truth(pair.truth_csv),
                 timer=timer,
                 progress=progress,
             )
-        import numpy as np
-
-        from mtbsync.plot import plot_alignment
-
-        truth = np.loadtxt(pair.truth_csv, delimiter=",", skiprows=1, ndmin=2)
-        plot_alignment(
-            out / "sync" / "alignment.png",
-            pairs=result.alignment.pairs,
-            warp=result.alignment.warp,
-            markers=result.markers,
-            truth=truth,
-            title="demo pair",
-        )
     console.print(timings_table(timer))
     console.print(alignment_table(result.alignment.warp))
     score = score_markers(result.markers or [], read_truth_markers(pair.truth_markers_csv), 1 / pair.new_fps)

@@ -268,6 +268,7 @@ def iter_sampled_frames(
     container = _open(path)
     try:
         stream = _video_stream(container, path)
+        expected = container.duration / av.time_base if container.duration is not None else 0.0
         stream.thread_type = "AUTO"
         if threads:
             stream.thread_count = threads
@@ -342,23 +343,11 @@ def iter_sampled_frames(
         container.close()
     if report.yielded_frames == 0:
         raise MediaError("no decodable video frames", path=path)
-    expected = probe_duration_quiet(path)
     if expected and not keyframes_only and report.last_time < expected - 1.5 and end is None:
         report.truncated = True
         message = f"only {report.last_time:.1f} s of {expected:.1f} s could be decoded (truncated file?)"
         report.warnings.append(message)
         log.warning("%s: %s", path, message)
-
-
-def probe_duration_quiet(path: Path) -> float:
-    """The container's duration in seconds, or 0 when it cannot be read."""
-    try:
-        with av.open(str(path)) as container:
-            if container.duration is not None:
-                return container.duration / av.time_base
-    except (av.FFmpegError, OSError):
-        pass
-    return 0.0
 
 
 def merge_windows(windows: Iterable[tuple[float, float]], gap: float) -> list[tuple[float, float]]:
