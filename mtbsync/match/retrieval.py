@@ -42,13 +42,22 @@ def build_vocabulary(
     for _ in range(iterations):
         assignment = nearest_word(descriptors, words, device=device)
         counts = np.bincount(assignment, minlength=k).astype(np.float32)
-        sums = np.zeros((k, bits.shape[1]), np.float32)
-        np.add.at(sums, assignment, bits)
+        sums = _sum_rows_by_label(bits, assignment, k)
         filled = counts > 0
         majority = (sums[filled] / counts[filled, None]) > 0.5
         words = words.copy()
         words[filled] = np.packbits(majority.astype(np.uint8), axis=1)
     return np.ascontiguousarray(words)
+
+
+def _sum_rows_by_label(rows: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """(k, d) sums of ``rows`` grouped by ``labels`` (sorted segments; ``np.add.at`` is ~10x slower)."""
+    sums = np.zeros((k, rows.shape[1]), np.float32)
+    order = np.argsort(labels, kind="stable")
+    sorted_labels = labels[order]
+    starts = np.flatnonzero(np.r_[True, sorted_labels[1:] != sorted_labels[:-1]])
+    sums[sorted_labels[starts]] = np.add.reduceat(rows[order], starts, axis=0)
+    return sums
 
 
 def bow_vectors(index: FeatureIndex, words: np.ndarray, idf: np.ndarray | None = None, device: str = "auto"):
@@ -69,7 +78,7 @@ def bow_vectors(index: FeatureIndex, words: np.ndarray, idf: np.ndarray | None =
     if k and index.descriptors.shape[0]:
         assignment = nearest_word(index.descriptors, words, device=device)
         frame_of = np.repeat(np.arange(n), index.feature_counts)
-        np.add.at(counts, (frame_of, assignment), 1.0)
+        counts = np.bincount(frame_of * k + assignment, minlength=n * k).reshape(n, k).astype(np.float32)
     if idf is None:
         document_freq = (counts > 0).sum(axis=0)
         idf = np.log((n + 1) / (document_freq + 1)).astype(np.float32) + 1e-3
