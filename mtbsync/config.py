@@ -77,15 +77,11 @@ class PathConfig:
         max_speed_ratio: Fastest the new run may be relative to the reference (reference keyframes per new
             keyframe along the path).
         stop_penalty: Score cost of a step where the reference stands still (a stop in the new run).
-        skip_penalty: Score cost per keyframe the path skips.
-        verify_candidates: Reference keyframes verified geometrically around each path point.
     """
 
     vocabulary_size: int = 512
     max_speed_ratio: float = 3.0
     stop_penalty: float = 0.15
-    skip_penalty: float = 0.5
-    verify_candidates: int = 2
 
 
 @dataclass(frozen=True)
