@@ -1,0 +1,1 @@
+"""Catalog-level operations over the pipeline: ingest into the catalog, trails, runs, re-alignment."""
