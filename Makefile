@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-all lint format bench clean
+.PHONY: setup chromium demo test test-all lint format bench clean
 
 setup: $(STAMP)
 
@@ -14,13 +14,21 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+# The browser tests drive the system Chromium (Debian package) through Playwright's Python package;
+# `playwright install` is not needed.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null 2>&1; then SUDO=sudo; \
+		else echo "chromium is missing: install it as root (apt-get install chromium chromium-driver)"; exit 1; fi; \
+		$$SUDO apt-get update && $$SUDO apt-get install -y chromium chromium-driver; }
+
 demo: setup
 	$(VENV)/bin/mtbsync demo --out demo_out
 
-test: setup
+test: setup chromium
 	$(PY) -m pytest
 
-test-all: setup
+test-all: setup chromium
 	$(PY) -m pytest -m "not gpu"
 
 lint: setup

@@ -66,3 +66,31 @@ class ConfigError(MtbsyncError):
 
 class ExportError(MtbsyncError):
     """Markers cannot be exported as asked (a bad frame rate, timecode or reel, nothing to export)."""
+
+
+class TrackFileError(MtbsyncError):
+    """A GPX or FIT track file is unreadable, malformed or holds no timed positions."""
+
+
+class CatalogError(MtbsyncError):
+    """The catalog database cannot be opened, is of a newer schema, or a query failed (one line)."""
+
+
+class CatalogLockedError(CatalogError):
+    """Another process (usually `mtbsync serve`) holds the catalog's write lock."""
+
+
+class NotFoundError(MtbsyncError):
+    """A run, marker, media file or export the request names does not exist (the API answers 404)."""
+
+
+class ConflictError(MtbsyncError):
+    """The request conflicts with the current state, e.g. editing the reference run's own markers (409)."""
+
+
+class CardError(MtbsyncError):
+    """A card dump folder is missing, not a folder or cannot be read."""
+
+
+class TelemetryError(MtbsyncError):
+    """Embedded GoPro telemetry (GPMF) or its MP4 index is malformed or truncated."""

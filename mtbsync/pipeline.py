@@ -28,10 +28,12 @@ from mtbsync.config import SyncConfig
 from mtbsync.features.index import THUMB_SIZE, FeatureIndex, load_index, save_index
 from mtbsync.features.orb import OrbExtractor
 from mtbsync.gpu import backend_name
+from mtbsync.ingest.track import GpsTrack
 from mtbsync.io.video import DecodeReport, VideoInfo, find_proxy, iter_sampled_frames, prefetch, probe
 from mtbsync.markers import Marker, TransferredMarker, transfer_markers
 from mtbsync.match.retrieval import appearance_similarity
 from mtbsync.match.verify import match_counts, verify_pairs
+from mtbsync.telemetry import stage_sample  # noqa: F401  (importing it makes every stage sample the GPU)
 from mtbsync.timing import BusyClock, StageTimer
 
 log = logging.getLogger("mtbsync")
@@ -109,7 +111,13 @@ def extract_keyframes(
             thumbs.append(cv2.resize(frame.image, THUMB_SIZE, interpolation=cv2.INTER_AREA))
             times.append(frame.t)
         progress(f"{label}features", len(times), expected)
-    timer.add_busy("decode", decode_clock, frames=report.decoded_frames, extra={"video": label or str(video)})
+    timer.add_busy(
+        "decode",
+        decode_clock,
+        frames=report.decoded_frames,
+        device="gpu" if report.decoder == "nvdec" else "cpu",
+        extra={"video": label or str(video), "decoder": report.decoder},
+    )
     timer.add_busy("features", feature_clock, frames=len(times), extra={"video": label or str(video)})
     params = {
         "sample_fps": config.decode.sample_fps,
@@ -206,23 +214,92 @@ def align_indexes(
     *,
     timer: StageTimer,
     progress: Progress = _no_progress,
+    reference_gps: GpsTrack | None = None,
+    new_gps: GpsTrack | None = None,
+    gps_notes: tuple[str, ...] = (),
 ) -> Alignment:
-    """Align the new run's keyframes to the reference's: retrieval, verification, path, refine, warp."""
+    """Align the new run's keyframes to the reference's: retrieval, verification, path, refine, warp.
+
+    With GPS on both runs (on the videos' timelines), the runs are first mapped by position along the
+    trail (`mtbsync.align.gps`): only keyframe pairs within a band around that map are examined,
+    long stretches without visual evidence are filled from it (at a confidence that asks for
+    review), and tracks that lie far apart make the result "not aligned". With GPS on the new run
+    only, its stops hold the path still; otherwise vision works alone. ``extra["gps"]`` and
+    ``warp.metrics["gps"]`` say which.
+
+    Args:
+        ref: The reference run's keyframe index.
+        new: The new run's keyframe index.
+        config: Parameters.
+        timer: Stage timer.
+        progress: Progress callback.
+        reference_gps: The reference run's GPS on its video's timeline, or None.
+        new_gps: The new run's GPS on its video's timeline, or None.
+        gps_notes: Why GPS is missing or how it was timed (carried into the summary).
+    """
+    from mtbsync.align.gps import (
+        band_mask,
+        calibrate_mapping,
+        fill_gaps,
+        flatten_stops,
+        gps_mapping,
+        stop_intervals,
+    )
+
     device = backend_name(config.match.device)
     n_new, n_ref = len(new), len(ref)
     ref_step = float(np.median(np.diff(ref.times))) if n_ref > 1 else 1.0
     new_step = float(np.median(np.diff(new.times))) if n_new > 1 else 1.0
     max_step = max(2, math.ceil(config.path.max_speed_ratio * new_step / ref_step))
 
+    ref_fix = reference_gps is not None and reference_gps.has_fix
+    new_fix = new_gps is not None and new_gps.has_fix
+    gps: dict[str, Any] = {"mode": _gps_mode(reference_gps, new_gps, gps_notes), "notes": list(gps_notes)}
+    mapping, allowed, new_stops = None, None, []
+    with timer.stage("gps") as rec:
+        if ref_fix and new_fix:
+            mapping = gps_mapping(reference_gps, new_gps)
+            gps["map"] = mapping.summary()
+            if mapping.same_trail and mapping.valid.any():
+                allowed, has_gps = band_mask(mapping, new.times, ref.times)
+                gps["band_rows"] = int(has_gps.sum())
+                gps["band_fraction"] = round(float(allowed[has_gps].mean()), 3) if has_gps.any() else 1.0
+            elif mapping.same_trail:
+                gps["notes"].append("the GPS tracks share too little trail to guide the alignment")
+        elif new_fix:
+            new_stops = stop_intervals(new_gps)
+            gps["new_stops_s"] = [[round(a, 2), round(b, 2)] for a, b in new_stops]
+        elif ref_fix:
+            gps["reference_stops_s"] = [[round(a, 2), round(b, 2)] for a, b in stop_intervals(reference_gps)]
+            gps["notes"].append("reference-only GPS: its stops are reported, the path is found by vision")
+        rec.extra["mode"] = gps["mode"]
+
     with timer.stage("matching", device=device) as rec:
         similarity = appearance_similarity(
             new, ref, vocabulary_size=config.path.vocabulary_size, device=device
         )
-        coarse = monotone_path(np.clip(similarity - 2.0, -1.0, 4.0), max_step=max_step, stop_penalty=0.1)
-        candidates = candidate_pairs(similarity, coarse, k=4, around=max_step)
+        coarse_score = np.clip(similarity - 2.0, -1.0, 4.0)
+        looks = similarity
+        if allowed is not None:
+            mapping, calibration = calibrate_mapping(mapping, new.times, ref.times, similarity)
+            if calibration.applied:
+                allowed, _ = band_mask(mapping, new.times, ref.times)
+                gps["notes"].append(
+                    f"GPS map moved by {-calibration.shift_s:+.2f} s to agree with the keyframes' "
+                    "appearance (a track's time offset was off)"
+                )
+            gps["map_shift_s"] = round(-calibration.shift_s, 3)
+            # Vision decides within the GPS band; what lies outside it is not examined at all.
+            coarse_score = np.where(allowed, coarse_score, -1.0)
+            looks = np.where(allowed, similarity, float(np.nanmin(similarity)) - 1.0)
+        coarse = monotone_path(coarse_score, max_step=max_step, stop_penalty=0.1)
+        candidates = candidate_pairs(looks, coarse, k=4, around=max_step)
+        if allowed is not None:
+            candidates = candidates[allowed[candidates[:, 0], candidates[:, 1]]]
         counts = np.full((n_new, n_ref), np.nan)
         counts[candidates[:, 0], candidates[:, 1]] = match_counts(new, ref, candidates, config.match)
         rec.frames = len(candidates)
+        rec.device = backend_name(device)  # "cpu" if the GPU failed during the stage and the CPU took over
     progress("matching", 1, 1)
 
     with timer.stage("path") as rec:
@@ -236,6 +313,8 @@ def align_indexes(
         inliers[band[:, 0], band[:, 1]] = geometry.inliers
         zoom[band[:, 0], band[:, 1]] = geometry.log_zoom
         score = np.where(inliers >= 0, verification_score(inliers, config.match.min_inliers), -1.0)
+        if allowed is not None:
+            score = np.where(allowed, score, -1.0)
         path = monotone_path(score, max_step=max_step, stop_penalty=config.path.stop_penalty)
         rec.frames = len(path)
         rec.extra.update(candidates=len(candidates), verified_pairs=len(band))
@@ -252,14 +331,19 @@ def align_indexes(
         refined = refine_reference_times(new.times[path.new_idx], ref.times, path.ref_idx, path_zoom, steps)
         rec.frames = int(refined.refined.sum())
         rec.extra.update(zoom_bias=refined.zoom_bias)
+        rec.device = backend_name(device)
 
     with timer.stage("warp") as rec:
         verified = (path_inliers >= config.match.min_inliers) & ~refined.outside
         new_duration = float(new.video.get("duration") or (new.times[-1] if n_new else 0.0))
         ref_duration = float(ref.video.get("duration") or (ref.times[-1] if n_ref else 0.0))
+        t_ref_fit = refined.t_ref
+        if new_stops:
+            # While the new rider stands, the place cannot move: one reference time for the stop.
+            t_ref_fit, gps["stop_pairs_held"] = flatten_stops(refined.t_new, refined.t_ref, new_stops)
         warp = fit_warp(
             refined.t_new,
-            refined.t_ref,
+            t_ref_fit,
             path_inliers,
             verified,
             gates=config.gates,
@@ -268,6 +352,18 @@ def align_indexes(
             path_points=len(path),
             extend_s=0.5 * new_step,
         )
+        if mapping is not None and not mapping.same_trail:
+            # GPS is evidence against too: tracks far apart are different trails, whatever looks alike.
+            why = (
+                f"the GPS tracks lie far apart (median {mapping.median_distance_m:.0f} m, "
+                f"{mapping.near_fraction:.0%} of the new run near the reference's path): different trails"
+            )
+            warp.ok = False
+            warp.reason = f"{warp.reason}; {why}" if warp.reason else why
+        elif mapping is not None and warp.ok:
+            warp, gps["filled_knots"] = fill_gaps(warp, mapping)
+        gps["candidates"] = len(candidates)
+        warp.metrics["gps"] = gps
         warp.meta.update(
             reference=ref.video,
             new=new.video,
@@ -288,7 +384,35 @@ def align_indexes(
         )
         for k in range(len(path))
     ]
-    return Alignment(warp=warp, pairs=pairs, path=path, similarity=similarity)
+    if allowed is not None and not warp.ok:
+        # The band rests on the tracks' timing (a wrong track offset shifts it): when vision finds no
+        # consistent path inside it, GPS must not be what makes the runs "not aligned".
+        log.warning(
+            "no consistent visual path inside the GPS band (%s); retrying by vision alone", warp.reason
+        )
+        why = "the GPS map disagreed with vision (check the track offset)"
+        fallback = align_indexes(
+            ref, new, config, timer=timer, progress=progress, gps_notes=(why, *gps_notes)
+        )
+        fallback.extra["gps"]["mode"] = f"none: {why}; aligned by vision alone"
+        fallback.extra["gps"]["map"] = gps.get("map")
+        return fallback
+    return Alignment(warp=warp, pairs=pairs, path=path, similarity=similarity, extra={"gps": gps})
+
+
+def _gps_mode(reference_gps: GpsTrack | None, new_gps: GpsTrack | None, notes: tuple[str, ...]) -> str:
+    """``"both"``, ``"reference only"``, ``"new only"`` or ``"none: <reason>"``."""
+    ref_fix = reference_gps is not None and reference_gps.has_fix
+    new_fix = new_gps is not None and new_gps.has_fix
+    if ref_fix and new_fix:
+        return "both"
+    if ref_fix or new_fix:
+        return "reference only" if ref_fix else "new only"
+    if reference_gps is not None or new_gps is not None:
+        return "none: GPS never had a fix; aligned by vision alone"
+    # The first note says why (e.g. "reference: GPS off (--no-gps)"); the run's label is dropped.
+    reason = notes[0].split(": ", 1)[-1] if notes else "no GPS given"
+    return f"none: {reason}; aligned by vision alone"
 
 
 def transfer_with_refinement(
@@ -389,6 +513,7 @@ class SyncResult:
     out_dir: Path
     files: dict[str, Path]
     markers: list[TransferredMarker] | None = None
+    gps_mode: str = "none: not requested"
 
 
 def sync(
@@ -404,6 +529,11 @@ def sync(
     truth: np.ndarray | None = None,
     timer: StageTimer,
     progress: Progress = _no_progress,
+    reference_gps: GpsTrack | None = None,
+    new_gps: GpsTrack | None = None,
+    use_gps: bool = True,
+    reference_track_offset: float | None = None,
+    new_track_offset: float | None = None,
 ) -> SyncResult:
     """Align ``new`` to ``reference`` and write pairs.csv, warp.npz and timewarp.json into ``out_dir``.
 
@@ -419,6 +549,13 @@ def sync(
         truth: (k, 2) known ``t_new, t_ref`` to draw in the plot (sample pairs).
         timer: Stage timer.
         progress: Progress callback.
+        reference_gps: The reference run's GPS (e.g. from `read_track_file`); None: the GPS embedded
+            in the video when ``use_gps``.
+        new_gps: The same for the new run.
+        use_gps: Read GPS embedded in the videos (GoPro GPMF) where no track is given.
+        reference_track_offset: Seconds to add to a GPX/FIT ``reference_gps``'s times; None:
+            estimated against the video, applied only when confident.
+        new_track_offset: The same for ``new_gps``.
 
     Raises:
         MediaError, IndexFileError: Unreadable inputs.
@@ -434,7 +571,28 @@ def sync(
         ref_index = ref_result.index
     new_config = config_for_index(config, ref_index)
     new_result = extract_keyframes(new, new_config, timer=timer, progress=progress, label="new ")
-    alignment = align_indexes(ref_index, new_result.index, new_config, timer=timer, progress=progress)
+    with timer.stage("gps tracks"):
+        ref_track, ref_notes = resolve_run_gps(
+            reference,
+            ref_index,
+            reference_gps,
+            use_embedded=use_gps,
+            offset_s=reference_track_offset,
+            label="reference",
+        )
+        new_track, new_notes = resolve_run_gps(
+            new, new_result.index, new_gps, use_embedded=use_gps, offset_s=new_track_offset, label="new"
+        )
+    alignment = align_indexes(
+        ref_index,
+        new_result.index,
+        new_config,
+        timer=timer,
+        progress=progress,
+        reference_gps=ref_track,
+        new_gps=new_track,
+        gps_notes=tuple(ref_notes + new_notes),
+    )
     alignment.warp.meta["reference"]["path"] = str(Path(reference).resolve())
     transferred = None
     if markers is not None:
@@ -469,7 +627,124 @@ def sync(
                 truth=truth,
                 title=f"{Path(new).name} -> {Path(reference).name}",
             )
-    return SyncResult(alignment, ref_result, new_result, out_dir, files, transferred)
+    return SyncResult(
+        alignment,
+        ref_result,
+        new_result,
+        out_dir,
+        files,
+        transferred,
+        gps_mode=alignment.extra["gps"]["mode"],
+    )
+
+
+def resolve_run_gps(
+    video: str | Path,
+    index: FeatureIndex,
+    track: GpsTrack | None,
+    *,
+    use_embedded: bool,
+    offset_s: float | None,
+    label: str,
+) -> tuple[GpsTrack | None, list[str]]:
+    """One run's GPS on its video's timeline, and notes on where it came from and how it was timed.
+
+    A given track from a GPX/FIT file (absolute times, timed from its first point) gets ``offset_s``
+    when given; else its offset is estimated against the video's embedded GPS where that has a fix,
+    or against the keyframes' visual motion, and applied only when confident (a low-confidence
+    estimate is reported and left out: the track is then assumed to start with the video).
+    Without a given track the video's embedded GPS is read when ``use_embedded``.
+
+    Args:
+        video: The run's video.
+        index: Its keyframe index (for the visual motion).
+        track: A track given by the caller, or None.
+        use_embedded: Read the GPS embedded in the video (GoPro GPMF).
+        offset_s: Offset for a track file, or None to estimate it.
+        label: ``"reference"`` or ``"new"`` (for the notes).
+
+    Returns:
+        The track (None when there is none with a fix) and the notes.
+    """
+    from mtbsync.align.gps import GpsAlignConfig, estimate_track_offset, track_speed, visual_motion
+    from mtbsync.errors import MtbsyncError
+
+    notes: list[str] = []
+    embedded = None
+    if use_embedded and (track is None or track.source in _TRACK_FILE_SOURCES):
+        try:
+            from mtbsync.ingest.gopro import read_gps_from_mp4
+        except ImportError:  # the GPMF reader is optional in a partial install
+            read_gps_from_mp4 = None
+        if read_gps_from_mp4 is not None:
+            try:
+                embedded = read_gps_from_mp4(Path(video))
+            except MtbsyncError as exc:
+                log.info("%s: no embedded GPS read (%s)", video, exc)
+            except Exception as exc:  # a telemetry bug must not cost the alignment
+                log.warning("%s: reading the embedded GPS failed (%s); aligning without it", video, exc)
+    if track is None:
+        if embedded is None:
+            why = "GPS off (--no-gps)" if not use_embedded else "no GPS with a fix in the video"
+            notes.append(f"{label}: {why}")
+            return None, notes
+        notes.append(
+            f"{label}: embedded GPS ({embedded.source}, {int(embedded.usable.sum())} usable samples)"
+        )
+        return embedded, notes
+    if not track.has_fix:
+        notes.append(f"{label}: the given GPS track has no usable fix")
+        return None, notes
+    if track.source in _TRACK_FILE_SOURCES:
+        if offset_s is not None:
+            notes.append(f"{label}: {track.source} track offset {offset_s:+.2f} s (given)")
+            return track.shifted(offset_s), notes
+        clock = _video_start_utc(embedded) if embedded is not None else None
+        if clock is not None and not np.isnat(track.utc[0]):
+            # The camera's GPS clock times the video in UTC: the track needs no estimate.
+            offset = float((track.utc.min() - clock) / np.timedelta64(1, "us")) / 1e6
+            notes.append(f"{label}: {track.source} track offset {offset:+.2f} s from the video's GPS clock")
+            return track.shifted(offset), notes
+        if embedded is not None:
+            signal_t, signal = track_speed(embedded)
+            method = "embedded GPS"
+        else:
+            signal_t, signal = visual_motion(index.times, index.thumbnails)
+            method = "visual motion"
+        estimate = estimate_track_offset(track, signal_t, signal, method=method, config=GpsAlignConfig())
+        if estimate is None:
+            notes.append(
+                f"{label}: {track.source} track too short to estimate its offset; "
+                "assumed to start with the video"
+            )
+        elif estimate.applied:
+            notes.append(f"{label}: {estimate.describe()}")
+            return track.shifted(estimate.offset_s), notes
+        else:
+            log.warning(
+                "%s: %s; the track is assumed to start with the video (set --track-offset)",
+                video,
+                estimate.describe(),
+            )
+            notes.append(f"{label}: {estimate.describe()}; assumed to start with the video")
+    else:
+        notes.append(f"{label}: GPS given ({track.source})")
+    return track, notes
+
+
+# Track sources with absolute times only (their offset against the video must be given or estimated).
+_TRACK_FILE_SOURCES = ("gpx", "fit")
+
+
+def _video_start_utc(embedded: GpsTrack) -> np.datetime64 | None:
+    """The UTC of the video's t = 0 from its embedded GPS (median over samples with a fix), if known."""
+    known = embedded.usable & ~np.isnat(embedded.utc)
+    if known.sum() < 3:
+        return None
+    starts = embedded.utc[known].astype("datetime64[us]").astype(np.int64) - np.round(
+        embedded.t[known] * 1e6
+    ).astype(np.int64)
+    return np.datetime64(int(np.median(starts)), "us")
 
 
 def refit_warp(

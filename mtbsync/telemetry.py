@@ -17,6 +17,8 @@ from typing import Any
 
 import psutil
 
+from mtbsync.timing import set_sample_reader
+
 log = logging.getLogger("mtbsync")
 
 
@@ -124,6 +126,25 @@ def read_sample() -> TelemetrySample:
         vram_total_mb=vram_total,
         decoder_util=decoder,
     )
+
+
+def stage_sample() -> dict[str, float | None]:
+    """Memory and GPU figures for the stage timer (no CPU percentages: those are since-last-call
+    readings that other samplers rely on, and stages measure their CPU time themselves).
+
+    Returns:
+        ``rss_mb``, ``gpu_util``, ``vram_used_mb`` and ``decoder_util`` (GPU figures None without NVML).
+    """
+    try:
+        rss: float | None = _process.memory_info().rss / 2**20
+    except Exception:  # pragma: no cover
+        rss = None
+    gpu, vram, _, decoder = _nvml.read()
+    return {"rss_mb": rss, "gpu_util": gpu, "vram_used_mb": vram, "decoder_util": decoder}
+
+
+# Every timed stage samples through this from now on (mtbsync.timing sits below us and cannot import us).
+set_sample_reader(stage_sample)
 
 
 class TelemetrySampler:

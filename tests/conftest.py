@@ -10,6 +10,9 @@ import av
 import numpy as np
 import pytest
 
+# The API and dashboard tests' fixtures (live server, headless Chromium).
+pytest_plugins = ["web_fixtures"]
+
 
 def write_clip(
     path: Path,
@@ -65,6 +68,21 @@ def clip_faststart(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_clip(
         tmp_path_factory.mktemp("clips") / "fast.mp4", texture_frames(90, seed=1), faststart=True
     )
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_catalog(tmp_path_factory: pytest.TempPathFactory):
+    """Commands record into a throw-away catalog (MTBSYNC_DB), never the user's own."""
+    import os
+
+    previous = os.environ.get("MTBSYNC_DB")
+    path = tmp_path_factory.mktemp("catalog") / "catalog.duckdb"
+    os.environ["MTBSYNC_DB"] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop("MTBSYNC_DB", None)
+    else:
+        os.environ["MTBSYNC_DB"] = previous
 
 
 @pytest.fixture(autouse=True)

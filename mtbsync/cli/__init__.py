@@ -8,13 +8,27 @@ from __future__ import annotations
 
 import sys
 
-from mtbsync.cli import align_commands, export_commands, sample_commands
+from mtbsync.cli import (
+    align_commands,
+    export_commands,
+    ingest_commands,
+    sample_commands,
+    serve_commands,
+    store_commands,
+)
 from mtbsync.cli._common import EXIT_NOT_ALIGNED, EXIT_OK, EXIT_USER_ERROR, app, err_console
 
 __all__ = ["EXIT_NOT_ALIGNED", "EXIT_OK", "EXIT_USER_ERROR", "app", "main"]
 
 # The command modules register themselves on `app` when imported.
-_COMMANDS = (align_commands, export_commands, sample_commands)
+_COMMANDS = (
+    align_commands,
+    export_commands,
+    ingest_commands,
+    sample_commands,
+    serve_commands,
+    store_commands,
+)
 
 
 def main() -> None:

@@ -10,11 +10,13 @@ import logging
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -36,8 +38,22 @@ err_console = Console(stderr=True)
 
 ThreadsOpt = Annotated[int, typer.Option("--threads", help="Worker threads (0 = all cores).", min=0)]
 FastOpt = Annotated[bool, typer.Option("--fast", help="Faster, slightly less precise (fast preset).")]
-DeviceOpt = Annotated[str, typer.Option("--device", help="Matching device: auto, cpu or gpu.")]
+DeviceOpt = Annotated[
+    str,
+    typer.Option(
+        "--device", help="Matching device: auto (the GPU when CuPy and a CUDA device answer), cpu or gpu."
+    ),
+]
 PresetOpt = Annotated[str, typer.Option("--preset", help="Parameter preset: default, fast, accurate.")]
+DbOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--db",
+        envvar="MTBSYNC_DB",
+        help="Catalog database (default: the user data dir; 'none' = do not record).",
+        show_default=False,
+    ),
+]
 
 
 def _version(value: bool) -> None:
@@ -52,7 +68,13 @@ def _main(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
     ] = False,
+    no_gpu: Annotated[
+        bool, typer.Option("--no-gpu", help="Never use or probe a GPU (matching, decoding, telemetry).")
+    ] = False,
 ) -> None:
+    if no_gpu:
+        # The library reads this everywhere a GPU could be touched: matching backend, NVDEC, NVML.
+        os.environ["MTBSYNC_NO_GPU"] = "1"
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(message)s",
@@ -69,7 +91,8 @@ def user_errors() -> Iterator[None]:
     except MtbsyncError as exc:
         if os.environ.get("MTBSYNC_DEBUG"):
             raise
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        # escape: messages quote paths and commands with brackets (pip install 'mtbsync[gpu]').
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
 
 
@@ -78,6 +101,11 @@ def build_config(preset_name: str, fast: bool, threads: int, device: str, **deco
     if threads:
         _set_threads(threads)
     overrides = {k: v for k, v in decode.items() if v is not None}
+    if device.strip().lower() != "auto":
+        # Decide an explicit device now: `--device gpu` without a GPU fails before any decoding.
+        from mtbsync.gpu import backend_name
+
+        backend_name(device)
     return config.with_overrides(decode={**overrides, "threads": threads}, match={"device": device})
 
 
@@ -141,6 +169,19 @@ def alignment_table(warp: Any) -> Table:
         )
     if "mean_confidence" in metrics:
         table.add_row("mean confidence", f"{metrics['mean_confidence']:.2f}")
+    gps = metrics.get("gps")
+    if gps:
+        table.add_row("GPS", str(gps.get("mode", "")))
+        gps_map = gps.get("map")
+        if gps_map:
+            table.add_row(
+                "GPS map",
+                f"median {gps_map['median_distance_m']:.1f} m apart, {gps_map['near_fraction']:.0%} on the "
+                f"same trail, +-{gps_map.get('map_sigma_s_median') or 0:.2f} s; "
+                f"{gps.get('candidates', 0)} candidate pairs, {gps.get('filled_knots', 0)} knots filled",
+            )
+        for note in gps.get("notes", []):
+            table.add_row("", f"[dim]{note}[/]")
     return table
 
 

@@ -10,6 +10,7 @@ import typer
 from mtbsync.cli._common import (
     EXIT_NOT_ALIGNED,
     EXIT_OK,
+    DbOption,
     DeviceOpt,
     FastOpt,
     PresetOpt,
@@ -45,6 +46,7 @@ def index(
     fast: FastOpt = False,
     threads: ThreadsOpt = 0,
     preset_name: PresetOpt = "default",
+    db: DbOption = None,
 ) -> None:
     """Build the reference run's keyframe feature index."""
     from mtbsync.pipeline import build_index
@@ -70,6 +72,12 @@ def index(
         f"({result.report.mode} decode, {result.index.feature_counts.mean():.0f} keypoints/frame) -> {out}"
     )
     console.print(timings_table(timer))
+    from mtbsync.cli.store_commands import record_results
+    from mtbsync.library.runs import record_index
+
+    record_results(
+        db, f"the index of {reference.name}", lambda c: record_index(c, reference, out, result, timer)
+    )
 
 
 @app.command()
@@ -89,12 +97,31 @@ def sync(
     min_coverage: Annotated[float | None, typer.Option("--warp-min-coverage", min=0, max=1)] = None,
     fps: Annotated[float | None, typer.Option("--fps", help="Keyframes per second (no index).")] = None,
     plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Also write alignment.png.")] = True,
+    reference_track: Annotated[
+        Path | None, typer.Option("--reference-track", help="Reference run's GPS track (.gpx or .fit).")
+    ] = None,
+    new_track: Annotated[
+        Path | None, typer.Option("--new-track", help="New run's GPS track (.gpx or .fit).")
+    ] = None,
+    track_offset: Annotated[
+        float | None,
+        typer.Option(
+            "--track-offset",
+            help="Seconds added to the track files' times (video time of the first point); "
+            "default: estimated, applied only when confident.",
+        ),
+    ] = None,
+    use_gps: Annotated[
+        bool, typer.Option("--gps/--no-gps", help="Use the GPS embedded in the videos when present.")
+    ] = True,
     fast: FastOpt = False,
     threads: ThreadsOpt = 0,
     device: DeviceOpt = "auto",
     preset_name: PresetOpt = "default",
+    db: DbOption = None,
 ) -> None:
     """Align a new run to the reference run; writes pairs.csv, warp.npz and timewarp.json."""
+    from mtbsync.ingest.gpx import read_track_file
     from mtbsync.markers import read_reference_markers
     from mtbsync.pipeline import sync as run_sync
     from mtbsync.timing import StageTimer
@@ -104,6 +131,8 @@ def sync(
         gates = {"min_inlier_frac": min_inlier_frac, "max_p90": max_p90, "min_coverage": min_coverage}
         config = config.with_overrides(gates={k: v for k, v in gates.items() if v is not None})
         markers = read_reference_markers(reference_markers) if reference_markers else None
+        reference_gps = read_track_file(reference_track) if reference_track else None
+        new_gps = read_track_file(new_track) if new_track else None
         timer = StageTimer()
         with progress_bars() as progress:
             result = run_sync(
@@ -117,6 +146,11 @@ def sync(
                 plot=plot,
                 timer=timer,
                 progress=progress,
+                reference_gps=reference_gps,
+                new_gps=new_gps,
+                use_gps=use_gps,
+                reference_track_offset=track_offset,
+                new_track_offset=track_offset,
             )
     for res in (result.reference, result.new):
         for warning in res.report.warnings if res else []:
@@ -134,6 +168,23 @@ def sync(
     if result.markers is not None:
         console.print(markers_table(result.markers))
     console.print("Wrote " + ", ".join(str(p) for p in result.files.values()))
+    from mtbsync.cli.store_commands import record_results
+    from mtbsync.library.runs import record_sync
+
+    record_results(
+        db,
+        f"the alignment of {new.name}",
+        lambda c: record_sync(
+            c,
+            result,
+            reference=reference,
+            new=new,
+            config=config,
+            timer=timer,
+            reference_markers=markers,
+            index_file=index_file,
+        ),
+    )
     raise typer.Exit(EXIT_OK if result.alignment.warp.ok else EXIT_NOT_ALIGNED)
 
 
@@ -160,7 +211,13 @@ def warp(
 
 
 def _transfer(
-    reference_markers: Path, warp_file: Path, out: Path, review_threshold: float, refine: bool
+    reference_markers: Path,
+    warp_file: Path,
+    out: Path,
+    review_threshold: float,
+    refine: bool,
+    device: str,
+    db: Path | None = None,
 ) -> None:
     from mtbsync.align.warp import load_warp
     from mtbsync.markers import read_reference_markers, write_new_markers
@@ -168,6 +225,7 @@ def _transfer(
     from mtbsync.timing import StageTimer
 
     with user_errors():
+        config = build_config("default", False, 0, device)
         markers = read_reference_markers(reference_markers)
         fitted = load_warp(warp_file)
         videos = videos_of_warp(fitted) if refine and fitted.ok else None
@@ -180,7 +238,7 @@ def _transfer(
             fitted,
             reference=videos[0] if videos else None,
             new=videos[1] if videos else None,
-            config=SyncConfig(),
+            config=config,
             review_threshold=review_threshold,
             timer=StageTimer(),
         )
@@ -191,6 +249,14 @@ def _transfer(
     placed = sum(m.t_new is not None for m in transferred)
     review = sum(m.needs_review for m in transferred)
     console.print(f"Placed {placed} of {len(transferred)} markers ({review} need review) -> {out}")
+    from mtbsync.cli.store_commands import record_results
+    from mtbsync.library.runs import record_transfer
+
+    record_results(
+        db,
+        f"the markers in {out.name}",
+        lambda c: record_transfer(c, fitted, transferred, warp_file=warp_file, reference_markers=markers),
+    )
     if not fitted.ok:
         err_console.print(f"[red]not aligned:[/] {fitted.reason}")
         raise typer.Exit(EXIT_NOT_ALIGNED)
@@ -208,9 +274,11 @@ def transfer(
         bool,
         typer.Option("--refine/--no-refine", help="Time markers at full frame rate when the videos exist."),
     ] = True,
+    device: DeviceOpt = "auto",
+    db: DbOption = None,
 ) -> None:
     """Carry the reference run's markers onto the new run through the warp."""
-    _transfer(reference_markers, warp_file, out, review_threshold, refine)
+    _transfer(reference_markers, warp_file, out, review_threshold, refine, device, db)
 
 
 @app.command("transfer-markers")
@@ -220,9 +288,11 @@ def transfer_markers_alias(
     out: Annotated[Path, typer.Option("--out", "-o")] = Path("new_markers.csv"),
     review_threshold: Annotated[float, typer.Option("--review-threshold", min=0, max=1)] = 0.6,
     refine: Annotated[bool, typer.Option("--refine/--no-refine")] = True,
+    device: DeviceOpt = "auto",
+    db: DbOption = None,
 ) -> None:
     """Alias of `transfer` with the option names of earlier versions."""
-    _transfer(ref_markers, timewarp_json, out, review_threshold, refine)
+    _transfer(ref_markers, timewarp_json, out, review_threshold, refine, device, db)
 
 
 @app.command()

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from mtbsync.cli._common import (
+    DbOption,
     app,
     console,
     err_console,
@@ -38,8 +39,11 @@ def _export(
     start_tc: str,
     reel: str,
     video: Path | None,
+    db: Path | None = None,
 ) -> None:
+    from mtbsync.cli.store_commands import record_results
     from mtbsync.export import export_markers_file
+    from mtbsync.library.runs import record_export
 
     with user_errors():
         result = export_markers_file(
@@ -63,6 +67,7 @@ def _export(
         highlight=False,
         soft_wrap=True,
     )
+    record_results(db, f"the export {result.path.name}", lambda c: record_export(c, result, markers))
 
 
 @app.command("export")
@@ -77,9 +82,10 @@ def export(
     start_tc: ExportStartOpt = "01:00:00:00",
     reel: ExportReelOpt = "001",
     video: ExportVideoOpt = None,
+    db: DbOption = None,
 ) -> None:
     """Export transferred markers for an editor (Resolve, Premiere, Final Cut Pro, Avid, CSV)."""
-    _export(fmt, markers, out, fps, ndf, start_tc, reel, video)
+    _export(fmt, markers, out, fps, ndf, start_tc, reel, video, db)
 
 
 @app.command("export-markers")
@@ -95,6 +101,7 @@ def export_markers_preset(
     ndf: ExportNdfOpt = False,
     start_tc: ExportStartOpt = "01:00:00:00",
     video: ExportVideoOpt = None,
+    db: DbOption = None,
 ) -> None:
     """Export transferred markers with an editor preset (same as `mtbsync export`)."""
-    _export(preset_name, markers, out, fps, ndf, start_tc, "001", video)
+    _export(preset_name, markers, out, fps, ndf, start_tc, "001", video, db)

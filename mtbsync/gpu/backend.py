@@ -9,10 +9,12 @@ The device comes from the caller's ``device`` argument; the environment variable
 (``auto`` | ``cpu`` | ``gpu``) only replaces ``auto``, so an explicit ``--device`` on the command line wins
 over the environment and the environment wins over the default.
 
-A GPU backend joins by adding a factory under ``"gpu"`` that returns a :class:`Backend` whose kernels take
-and return host NumPy arrays (it owns its transfers and buffers). Its results must equal the CPU kernel's
-bit for bit; if one of its kernels raises at run time, :func:`run_kernel` logs one warning, switches the
-cached decision to the CPU and reruns the call there, so a run still finishes and records ``cpu``.
+The ``"gpu"`` factory builds :class:`mtbsync.gpu.cuda.CudaMatcher` (numba-cuda kernel, CuPy arrays and
+memory pool) when CuPy imports, numba-cuda is installed, a CUDA device answers and a tiny self-test launch
+agrees with the CPU kernel. ``MTBSYNC_NO_GPU=1`` (the CLI's ``--no-gpu``) refuses it without probing. Its
+kernels take and return host NumPy arrays (it owns its transfers and buffers) and equal the CPU kernel's
+bit for bit; if one of them raises at run time, :func:`run_kernel` logs one warning, switches the cached
+decision to the CPU and reruns the call there, so a run still finishes and records ``cpu``.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from mtbsync.errors import ConfigError, DeviceError
 log = logging.getLogger("mtbsync")
 
 ENV_VAR = "MTBSYNC_DEVICE"
+NO_GPU_ENV_VAR = "MTBSYNC_NO_GPU"  # set by the CLI's --no-gpu; also read by mtbsync.telemetry and mtbsync.io
 DEVICES = ("auto", "cpu", "gpu")
 # Widest descriptor, in bytes, every backend must handle (the CPU kernel's keys hold 15 bits of distance).
 MAX_WIDTH = 4088
@@ -76,6 +79,9 @@ class Backend:
         knn2_pairs: ``(query_all, query_offsets, train_all, train_offsets, pairs, threads) ->
             (Knn2, out_offsets)``, the per-pair results concatenated.
         nearest: ``(descriptors, vocabulary) -> int32 idx1``.
+        match: ``(query, train, ratio, max_distance) -> (Knn2, keep)``: :attr:`knn2` plus the bool mask
+            of Lowe's ratio test and the distance cap (fused into the GPU kernel; computed on the host
+            from the :class:`Knn2` for the CPU, with the same float64 rule).
     """
 
     name: str
@@ -83,6 +89,26 @@ class Backend:
     knn2: Callable[[np.ndarray, np.ndarray], Knn2]
     knn2_pairs: Callable[..., tuple[Knn2, np.ndarray]]
     nearest: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    match: Callable[[np.ndarray, np.ndarray, float, int], tuple[Knn2, np.ndarray]]
+
+
+def ratio_keep(knn: Knn2, ratio: float, max_distance: int) -> np.ndarray:
+    """Lowe's ratio test and the distance cap as a bool mask, the rule the GPU kernel fuses.
+
+    A query keeps its nearest row when it has one, ``dist1 <= max_distance`` and ``dist1 < ratio * dist2``
+    (strict, float64), the last skipped when there is no second neighbour.
+
+    Args:
+        knn: Two-nearest-neighbour rows.
+        ratio: Lowe's ratio in (0, 1].
+        max_distance: Largest distance accepted.
+
+    Returns:
+        (n,) bool.
+    """
+    keep = (knn.idx1 >= 0) & (knn.dist1 <= max_distance)
+    keep &= (knn.idx2 < 0) | (knn.dist1 < ratio * knn.dist2.astype(np.float64))
+    return keep
 
 
 def _cpu_backend() -> Backend:
@@ -90,13 +116,25 @@ def _cpu_backend() -> Backend:
 
     from mtbsync.gpu import cpu
 
+    def match(
+        query: np.ndarray, train: np.ndarray, ratio: float, max_distance: int
+    ) -> tuple[Knn2, np.ndarray]:
+        knn = cpu.knn2(query, train)
+        return knn, ratio_keep(knn, ratio, max_distance)
+
     return Backend(
         name="cpu",
         detail=f"numba {numba.__version__} CPU kernel, {numba.config.NUMBA_NUM_THREADS} threads",
         knn2=cpu.knn2,
         knn2_pairs=cpu.knn2_pairs,
         nearest=cpu.nearest,
+        match=match,
     )
+
+
+def gpu_disabled() -> bool:
+    """Whether the user turned the GPU off (``MTBSYNC_NO_GPU=1``, the CLI's ``--no-gpu``)."""
+    return os.environ.get(NO_GPU_ENV_VAR, "").strip() not in ("", "0")
 
 
 def _cupy_installed() -> bool:
@@ -104,18 +142,60 @@ def _cupy_installed() -> bool:
     return importlib.util.find_spec("cupy") is not None
 
 
+def _numba_cuda_installed() -> bool:
+    return importlib.util.find_spec("numba_cuda") is not None
+
+
+def _self_test(matcher: Any) -> None:
+    """Compile the kernel and check one small batch against the CPU kernel (bit for bit)."""
+    from mtbsync.gpu import cpu
+
+    rng = np.random.default_rng(7)
+    train = rng.integers(0, 256, (70, 32), dtype=np.uint8)
+    query = rng.integers(0, 256, (50, 32), dtype=np.uint8)
+    query[:3], train[40] = train[5], train[5]  # ties
+    got, want = matcher.knn2(query, train), cpu.knn2(query, train)
+    for name in ("idx1", "dist1", "idx2", "dist2"):
+        if not np.array_equal(getattr(got, name), getattr(want, name)):
+            raise RuntimeError(f"GPU self-test disagrees with the CPU kernel in {name}")
+
+
 def _gpu_backend() -> Backend:
-    if not _cupy_installed():
-        raise DeviceError("GPU matching needs CuPy (pip install 'mtbsync[gpu]'); use --device cpu")
+    if gpu_disabled():
+        raise DeviceError(f"the GPU is turned off (--no-gpu / {NO_GPU_ENV_VAR}=1)")
+    if not _cupy_installed() or not _numba_cuda_installed():
+        raise DeviceError(
+            "GPU matching needs CuPy and numba-cuda (pip install 'mtbsync[gpu]'); use --device cpu"
+        )
     try:
         import cupy
 
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as exc:  # CuPy raises its own CUDA error types; any of them means "no usable GPU"
-        raise DeviceError(f"no usable CUDA device ({exc}); use --device cpu") from exc
+        raise DeviceError(f"no usable CUDA device ({_first_line(exc)}); use --device cpu") from exc
     if count == 0:
         raise DeviceError("no CUDA device found; use --device cpu")
-    raise DeviceError("this build has no GPU matching kernel yet; use --device cpu")
+    try:
+        from mtbsync.gpu import cuda
+
+        matcher = cuda.CudaMatcher()
+        _self_test(matcher)
+        summary = cuda.device_summary()
+    except Exception as exc:  # no NVVM/driver mismatch/compile failure: the CPU still works
+        raise DeviceError(f"the GPU kernel cannot run here ({_first_line(exc)}); use --device cpu") from exc
+    return Backend(
+        name="gpu",
+        detail=f"numba-cuda kernel on {summary}, CuPy {cupy.__version__} memory pool",
+        knn2=matcher.knn2,
+        knn2_pairs=matcher.knn2_pairs,
+        nearest=matcher.nearest,
+        match=matcher.match,
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:160] if text else type(exc).__name__
 
 
 # Name -> factory. A new backend registers here; the order auto tries them in is _AUTO_ORDER.
@@ -209,6 +289,9 @@ def active_backend(device: str = "auto") -> Backend:
             backend = _build(choice)
             _announce(backend, f"requested by {'the caller' if source == 'argument' else source}")
         _decided[choice] = backend
+        # Stages pass the chosen name back in as ``device``: it must reach this same backend (one
+        # instance, one self-test) and, after a failure, the same CPU fallback.
+        _decided.setdefault(backend.name, backend)
         return backend
 
 
@@ -229,7 +312,7 @@ def backend_name(device: str = "auto") -> str:
 
 
 def run_kernel(device: str, kernel: str, *args: Any) -> Any:
-    """Run one kernel (``knn2``, ``knn2_pairs`` or ``nearest``) on the backend for ``device``.
+    """Run one kernel (``knn2``, ``knn2_pairs``, ``nearest`` or ``match``) on the backend for ``device``.
 
     A failure inside a non-CPU backend is not fatal: it is logged once as a warning, the decision for
     ``device`` becomes the CPU for the rest of the process, and the call is rerun there.
@@ -261,7 +344,10 @@ def run_kernel(device: str, kernel: str, *args: Any) -> Any:
                 _decided[choice] = cpu
             if stale:
                 log.warning(
-                    "%s backend failed in %s (%s); matching on the CPU from now on", backend.name, kernel, exc
+                    "%s backend failed in %s (%s); matching on the CPU from now on",
+                    backend.name,
+                    kernel,
+                    _first_line(exc),
                 )
         return getattr(cpu, kernel)(*args)
 

@@ -363,14 +363,15 @@ def nearest(descriptors: np.ndarray, vocabulary: np.ndarray, *, parallel: bool |
 
 
 def pair_tasks(
-    query_offsets: np.ndarray, train_offsets: np.ndarray, pairs: np.ndarray
+    query_offsets: np.ndarray, train_offsets: np.ndarray, pairs: np.ndarray, task_size: int = _QUERY_TASK
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Cut (query block, train block) pairs into tasks of at most 32 queries.
+    """Cut (query block, train block) pairs into tasks of at most ``task_size`` queries.
 
     Args:
         query_offsets: (Bq + 1,) int64 block starts in the stacked queries.
         train_offsets: (Bt + 1,) int64 block starts in the stacked train rows.
         pairs: (P, 2) int64 (query block, train block), indices already checked.
+        task_size: Most queries per task (32 here; the GPU kernel uses one thread block's worth).
 
     Returns:
         ``tasks`` (T, 5) int64 rows ``(query_lo, query_hi, train_lo, train_hi, out_lo)`` and
@@ -382,13 +383,13 @@ def pair_tasks(
     sizes = q_stop - q_start
     out_offsets = np.zeros(pairs.shape[0] + 1, np.int64)
     np.cumsum(sizes, out=out_offsets[1:])
-    per_pair = -(-sizes // _QUERY_TASK)
+    per_pair = -(-sizes // task_size)
     pair_of = np.repeat(np.arange(pairs.shape[0]), per_pair)
     first_task = np.cumsum(per_pair) - per_pair
-    within = (np.arange(pair_of.shape[0]) - first_task[pair_of]) * _QUERY_TASK
+    within = (np.arange(pair_of.shape[0]) - first_task[pair_of]) * task_size
     tasks = np.empty((pair_of.shape[0], 5), np.int64)
     tasks[:, 0] = q_start[pair_of] + within
-    tasks[:, 1] = np.minimum(tasks[:, 0] + _QUERY_TASK, q_stop[pair_of])
+    tasks[:, 1] = np.minimum(tasks[:, 0] + task_size, q_stop[pair_of])
     tasks[:, 2] = train_offsets[tb][pair_of]
     tasks[:, 3] = train_offsets[tb + 1][pair_of]
     tasks[:, 4] = out_offsets[pair_of] + within

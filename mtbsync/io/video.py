@@ -3,6 +3,13 @@
 Frames are sampled by presentation time (not by frame counting), so variable-frame-rate files and
 files with different rates sample the same moments. Decoding runs in the caller's thread; the
 pipeline overlaps it with feature extraction through `prefetch`.
+
+Hardware decoding: where an NVIDIA GPU is present (a ``/dev/nvidia*`` device and an FFmpeg build with
+CUDA), the sampling decoders ask PyAV for NVDEC (``av.codec.hwaccel.HWAccel("cuda")``, with FFmpeg's
+own software fallback for profiles NVDEC cannot do). If that cannot open, one log line says so and this
+process decodes in software from then on. Without a GPU nothing is tried, so CPU-only machines pay
+nothing. ``MTBSYNC_HWDECODE`` = ``auto`` (default) | ``off`` | ``cuda`` (try even where no GPU is
+seen); ``MTBSYNC_NO_GPU=1`` (the CLI's ``--no-gpu``) turns it off.
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
 import queue
 import threading
 from collections.abc import Iterable, Iterator
@@ -20,6 +28,7 @@ from typing import TypeVar
 
 import av
 import numpy as np
+from av.codec.hwaccel import HWAccel, hwdevices_available
 
 from mtbsync.errors import MediaError
 
@@ -85,6 +94,7 @@ class DecodeReport:
         last_time: Time of the last decoded frame.
         truncated: The file ended early or had unreadable data; frames up to `last_time` were used.
         warnings: Human-readable notes.
+        decoder: ``nvdec`` (hardware) or ``software``.
     """
 
     source: Path | None = None
@@ -94,6 +104,7 @@ class DecodeReport:
     last_time: float = 0.0
     truncated: bool = False
     warnings: list[str] = field(default_factory=list)
+    decoder: str = "software"
 
 
 def video_identity(path: str | Path) -> str:
@@ -126,6 +137,51 @@ def _open(path: Path) -> av.container.InputContainer:
         raise MediaError(
             f"cannot read the container ({_short(exc)}); the file may be truncated or not a video", path=path
         ) from None
+
+
+_HWDECODE_ENV = "MTBSYNC_HWDECODE"
+_hw_lock = threading.Lock()
+_hw_failed: list[str] = []  # why hardware decoding did not open in this process (then never retried)
+
+
+def _gpu_device_present() -> bool:
+    # A device node, not NVML or CUDA: this check must cost nothing on machines without a GPU.
+    return Path("/dev/nvidia0").exists() or Path("/proc/driver/nvidia/version").exists()
+
+
+def hardware_decoding_wanted() -> bool:
+    """Whether the decoders should try NVDEC in this process (see the module docstring)."""
+    if os.environ.get("MTBSYNC_NO_GPU", "").strip() not in ("", "0"):
+        return False
+    choice = os.environ.get(_HWDECODE_ENV, "auto").strip().lower() or "auto"
+    if choice in ("off", "0", "no", "cpu", "software") or _hw_failed:
+        return False
+    if "cuda" not in hwdevices_available():
+        return False
+    return choice == "cuda" or _gpu_device_present()
+
+
+def _open_for_decoding(path: Path) -> tuple[av.container.InputContainer, str]:
+    """Open ``path`` with NVDEC when wanted and possible, else in software; returns (container, decoder)."""
+    if hardware_decoding_wanted():
+        container = _open(path)  # the checks and messages for missing or broken files stay in one place
+        container.close()
+        try:
+            hw = HWAccel(device_type="cuda", allow_software_fallback=True)
+            return av.open(str(path), mode="r", hwaccel=hw), "nvdec"
+        except (av.FFmpegError, NotImplementedError, OSError, RuntimeError, ValueError) as exc:
+            with _hw_lock:
+                first = not _hw_failed
+                _hw_failed.append(_short(exc))
+            if first:
+                log.info("hardware decoding (NVDEC) unavailable (%s); decoding in software", _short(exc))
+    return _open(path), "software"
+
+
+def _reset_hardware_decoding() -> None:
+    """Forget an earlier NVDEC failure (for tests)."""
+    with _hw_lock:
+        _hw_failed.clear()
 
 
 def _short(exc: BaseException) -> str:
@@ -265,7 +321,7 @@ def iter_sampled_frames(
     report = report if report is not None else DecodeReport()
     report.source = path
     report.mode = "keyframes" if keyframes_only else report.mode
-    container = _open(path)
+    container, report.decoder = _open_for_decoding(path)
     try:
         stream = _video_stream(container, path)
         expected = container.duration / av.time_base if container.duration is not None else 0.0
@@ -384,7 +440,7 @@ def iter_window_frames(
         return
     starts = np.array([lo for lo, _ in wanted])
     ends = np.maximum.accumulate(np.array([hi for _, hi in wanted]))
-    container = _open(path)
+    container, _ = _open_for_decoding(path)
     try:
         stream = _video_stream(container, path)
         stream.thread_type = "AUTO"

@@ -312,7 +312,9 @@ def test_failing_backend_falls_back_to_cpu_with_one_warning(
     def broken(*args: object) -> Knn2:
         raise RuntimeError("out of device memory")
 
-    fake = backend.Backend(name="gpu", detail="test double", knn2=broken, knn2_pairs=broken, nearest=broken)
+    fake = backend.Backend(
+        name="gpu", detail="test double", knn2=broken, knn2_pairs=broken, nearest=broken, match=broken
+    )
     monkeypatch.setitem(backend._FACTORIES, "gpu", lambda: fake)
     rng = np.random.default_rng(7)
     query, train = _random(rng, 20), _random(rng, 30)

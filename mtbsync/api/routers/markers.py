@@ -1,0 +1,22 @@
+"""GET /api/runs/{run_id}/markers, PATCH /api/runs/{run_id}/markers/{marker_id}."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from mtbsync.api.deps import SourceDep, WriteAccess
+from mtbsync.api.schemas import MarkerOut, MarkerPatch, MarkersOut
+
+router = APIRouter(prefix="/api/runs/{run_id}/markers", tags=["markers"])
+
+
+@router.get("")
+def list_markers(run_id: str, source: SourceDep) -> MarkersOut:
+    """The run's markers, the reference's markers, and split times with their deltas to the reference."""
+    return source.markers(run_id)
+
+
+@router.patch("/{marker_id}", dependencies=[WriteAccess])
+def update_marker(run_id: str, marker_id: int, patch: MarkerPatch, source: SourceDep) -> MarkerOut:
+    """Move a marker (``t_new``) and/or mark it reviewed; saved before the answer."""
+    return source.update_marker(run_id, marker_id, patch)

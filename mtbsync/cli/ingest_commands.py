@@ -1,0 +1,137 @@
+"""Commands that bring card dumps into the catalog: ingest (one shot) and watch (continuous)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from mtbsync.cli._common import DbOption, app, console, err_console, progress_bars, user_errors
+from mtbsync.errors import ConfigError
+
+SettleOpt = Annotated[
+    float,
+    typer.Option("--settle", min=0, help="Seconds a file must stay unchanged before it counts as complete."),
+]
+FolderArg = Annotated[Path, typer.Argument(help="Card or dump folder (searched recursively for DCIM media).")]
+
+_STATUS_STYLE = {
+    "new": "[green]new[/]",
+    "known": "[dim]known[/]",
+    "duplicate": "[dim]duplicate[/]",
+    "quarantined": "[red]quarantined[/]",
+    "incomplete": "[yellow]incomplete[/]",
+}
+
+
+def _catalog_path(db: Path | None) -> Path | None:
+    if db is not None and str(db).lower() == "none":
+        raise ConfigError("ingest records into the catalog: give a database file with --db, not 'none'")
+    return db
+
+
+def _gps_cell(outcome) -> str:
+    if outcome.status not in ("new",):
+        return ""
+    if outcome.gps:
+        return f"[green]yes[/] ({outcome.gps_source.split(':')[-1] if outcome.gps_source else '?'})"
+    return "no fix" if outcome.gps_source else "no"
+
+
+def _note(outcome) -> str:
+    text = outcome.reason or (outcome.notes[0] if outcome.notes else "")
+    return text if len(text) <= 70 else text[:67] + "..."
+
+
+def outcomes_table(outcomes, title: str = "Recordings") -> Table:
+    """The per-recording summary: status, chapters, duration, GPS, HiLights, the first note."""
+    table = Table(title=title, title_justify="left", show_edge=False)
+    for column in ("recording", "status", "chapters", "duration", "GPS", "HiLights", "run", "note"):
+        table.add_column(
+            column, justify="right" if column in ("chapters", "duration", "HiLights", "run") else "left"
+        )
+    for o in outcomes:
+        table.add_row(
+            o.name,
+            _STATUS_STYLE.get(o.status, o.status),
+            str(o.chapters),
+            f"{o.duration_s:.1f} s" if o.duration_s is not None else "",
+            _gps_cell(o),
+            str(o.hilights) if o.status == "new" else "",
+            f"#{o.run_id}" if o.run_id is not None else "",
+            _note(o),
+            style="dim" if o.status in ("known", "duplicate") else None,
+        )
+    return table
+
+
+@app.command()
+def ingest(
+    folder: FolderArg,
+    db: DbOption = None,
+    settle: SettleOpt = 2.0,
+) -> None:
+    """Ingest a card dump into the catalog (chapters joined, GPS and HiLights read; never modifies media)."""
+    from mtbsync.library.ingest import ingest_directory
+    from mtbsync.store.catalog import Catalog
+
+    with user_errors(), Catalog.open(_catalog_path(db)) as catalog:
+        with progress_bars() as progress:
+            report = ingest_directory(folder, catalog, progress=progress, settle_s=settle)
+        db_path = catalog.path
+    if not report.outcomes:
+        console.print(f"No GoPro or MP4 recordings found in {folder}.")
+        return
+    console.print(outcomes_table(report.outcomes))
+    with_gps = sum(1 for o in report.new if o.gps)
+    hilights = sum(o.hilights for o in report.new)
+    console.print(
+        f"{len(report.new)} new ({with_gps} with GPS, {hilights} HiLights), {len(report.known)} known, "
+        f"{len(report.quarantined)} quarantined, {len(report.incomplete)} still being written -> {db_path}"
+    )
+    for orphan in report.orphans:
+        err_console.print(f"[yellow]note:[/] {orphan} has no video beside it; ignored", highlight=False)
+
+
+@app.command()
+def watch(
+    folder: FolderArg,
+    db: DbOption = None,
+    settle: SettleOpt = 2.0,
+    give_up: Annotated[
+        float,
+        typer.Option(
+            "--give-up", min=0, help="Seconds an unchanged, unreadable MP4 waits before quarantine."
+        ),
+    ] = 30.0,
+    poll: Annotated[
+        bool, typer.Option("--poll", help="Poll the folder instead of OS notifications (network shares).")
+    ] = False,
+) -> None:
+    """Watch a folder and ingest each recording once its files are completely written (Ctrl-C stops)."""
+    from mtbsync.library.ingest import watch_and_ingest
+    from mtbsync.store.catalog import Catalog
+
+    stop = threading.Event()
+
+    def show(outcome) -> None:
+        console.print(outcomes_table([outcome], title=""))
+
+    with user_errors(), Catalog.open(_catalog_path(db)) as catalog:
+        console.print(f"Watching {folder} -> {catalog.path} (Ctrl-C to stop)")
+        try:
+            watch_and_ingest(
+                folder,
+                catalog,
+                stop,
+                on_outcome=show,
+                settle_s=settle,
+                give_up_s=give_up,
+                force_polling=True if poll else None,
+            )
+        except KeyboardInterrupt:
+            stop.set()
+    console.print("stopped")

@@ -1,0 +1,167 @@
+"""Commands of the web dashboard: preview (one pair from files) and serve (a library; needs the catalog)."""
+
+from __future__ import annotations
+
+import webbrowser
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mtbsync.cli._common import (
+    DeviceOpt,
+    FastOpt,
+    PresetOpt,
+    ThreadsOpt,
+    app,
+    build_config,
+    console,
+    err_console,
+    progress_bars,
+    timings_table,
+    user_errors,
+)
+
+HostOpt = Annotated[
+    str, typer.Option("--host", help="Address to listen on; anything but 127.0.0.1 needs a token.")
+]
+PortOpt = Annotated[int, typer.Option("--port", help="Port to listen on (0: a free one).", min=0, max=65535)]
+TokenOpt = Annotated[
+    str | None,
+    typer.Option("--token", help="Write token (generated when not given).", envvar="MTBSYNC_TOKEN"),
+]
+OpenOpt = Annotated[bool, typer.Option("--open/--no-open", help="Open the dashboard in a browser.")]
+
+
+@app.command()
+def preview(
+    reference: Annotated[Path, typer.Option("--reference", "-r", help="Reference run video.")],
+    new: Annotated[Path, typer.Option("--new", "-n", help="New run video.")],
+    warp: Annotated[
+        Path | None, typer.Option("--warp", help="warp.npz or timewarp.json (else `sync` runs first).")
+    ] = None,
+    markers: Annotated[
+        Path | None, typer.Option("--markers", help="The new run's markers (new_markers.csv).")
+    ] = None,
+    reference_markers: Annotated[
+        Path | None, typer.Option("--reference-markers", help="The reference run's markers CSV.")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Folder for edits and exports (default: NEW.mp4.mtbsync/)."),
+    ] = None,
+    host: HostOpt = "127.0.0.1",
+    port: PortOpt = 8000,
+    token: TokenOpt = None,
+    open_browser: OpenOpt = True,
+    review_threshold: Annotated[float, typer.Option("--review-threshold", min=0, max=1)] = 0.6,
+    fast: FastOpt = False,
+    threads: ThreadsOpt = 0,
+    device: DeviceOpt = "auto",
+    preset_name: PresetOpt = "default",
+) -> None:
+    """Review one pair in the browser: synced players, markers, the time-delta curve, exports.
+
+    Your input files are never changed: edits go to the --out folder.
+    """
+    from mtbsync.service import ApiServer, preview_app, preview_files, resolve_token
+
+    with user_errors():
+        token_value, generated = resolve_token(host, token)
+        history = []
+        if warp is None:
+            warp, markers, history = _sync_first(
+                reference,
+                new,
+                reference_markers,
+                markers,
+                out,
+                review_threshold,
+                fast=fast,
+                threads=threads,
+                device=device,
+                preset_name=preset_name,
+            )
+        files = preview_files(
+            reference, new, warp, new_markers=markers, reference_markers=reference_markers, out_dir=out
+        )
+        fastapi_app, source = preview_app(
+            files, host=host, token=token_value, review_threshold=review_threshold, history=history
+        )
+        if source.new_info.codec != "h264" or source.ref_info.codec != "h264":
+            err_console.print("Making H.264 copies for the browser (HEVC does not play there)...")
+            source.prepare_media()
+        server = ApiServer(fastapi_app, host=host, port=port, log_level="warning").bind()
+    local = host in ("127.0.0.1", "localhost", "::1")
+    url = f"{server.url}/" if local else f"{server.url}/#token={token_value}"
+    console.print(
+        f"[bold]mtbsync preview[/] of {new.name} against {reference.name}: [link={url}]{url}[/link]",
+        soft_wrap=True,
+    )
+    if host in ("0.0.0.0", "::"):
+        console.print("From other machines, use this machine's address on your network instead of 127.0.0.1.")
+    console.print(f"Edits are saved in {source.out_dir}")
+    if generated:
+        console.print(
+            f"Write token: [bold]{token_value}[/] (send as 'Authorization: Bearer {token_value}')",
+            soft_wrap=True,
+        )
+    console.print("Press Ctrl-C to stop.")
+    if open_browser:
+        webbrowser.open(url)
+    server.serve_forever()
+
+
+def _sync_first(
+    reference: Path,
+    new: Path,
+    reference_markers: Path | None,
+    markers: Path | None,
+    out: Path | None,
+    review_threshold: float,
+    *,
+    fast: bool,
+    threads: int,
+    device: str,
+    preset_name: str,
+) -> tuple[Path, Path | None, list]:
+    """Align the pair (``mtbsync sync``) into the output folder; returns the warp, markers and timings."""
+    from mtbsync.markers import read_reference_markers
+    from mtbsync.pipeline import sync as run_sync
+    from mtbsync.timing import StageTimer
+
+    out_dir = (out if out is not None else new.with_name(new.name + ".mtbsync")) / "sync"
+    config = build_config(preset_name, fast, threads, device)
+    ref_markers = read_reference_markers(reference_markers) if reference_markers else None
+    timer = StageTimer()
+    err_console.print(f"No --warp given: aligning {new.name} to {reference.name} first...")
+    with progress_bars() as progress:
+        result = run_sync(
+            reference,
+            new,
+            out_dir,
+            config,
+            markers=ref_markers,
+            review_threshold=review_threshold,
+            timer=timer,
+            progress=progress,
+        )
+    console.print(timings_table(timer))
+    new_markers = result.files.get("markers", markers)
+    return result.files["warp"], new_markers, list(timer.records)
+
+
+@app.command()
+def serve(
+    library: Annotated[Path, typer.Option("--library", "-l", help="Folder card dumps are copied into.")],
+    host: HostOpt = "127.0.0.1",
+    port: PortOpt = 8000,
+    token: TokenOpt = None,
+) -> None:
+    """Watch a library folder, align new runs and serve the dashboard (needs the catalog)."""
+    err_console.print(
+        "[bold red]error:[/] `mtbsync serve` is not wired to the catalog yet; "
+        "use `mtbsync preview --reference REF.mp4 --new NEW.mp4` for one pair",
+        highlight=False,
+    )
+    raise typer.Exit(1)

@@ -1,0 +1,281 @@
+"""Catalog commands: sql, runs, trails, trail create / set-reference / assign, prune.
+
+Reads go to a running `mtbsync serve` when one owns the catalog (its read-only SQL endpoint), else
+to the file opened read-only; writes need the file itself (see `mtbsync.store.service_file`).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from mtbsync.cli._common import DbOption, FastOpt, app, build_config, console, err_console, user_errors
+from mtbsync.errors import CatalogError
+
+FORMATS = ("table", "csv", "json", "parquet")
+
+FormatOpt = Annotated[str, typer.Option("--format", "-f", help="table, csv, json or parquet.")]
+OutOpt = Annotated[
+    Path | None, typer.Option("--out", "-o", help="Write to this file instead of the terminal.")
+]
+
+trail_app = typer.Typer(
+    help="Trails: create one, choose its reference run, put runs on it.", no_args_is_help=True
+)
+app.add_typer(trail_app, name="trail")
+
+
+def _db_path(db: Path | None) -> Path:
+    from mtbsync.library.runs import catalog_disabled
+    from mtbsync.store.catalog import default_db_path
+
+    if catalog_disabled(db):
+        raise CatalogError("the catalog is switched off (--db none / MTBSYNC_DB=none)")
+    return Path(db).expanduser() if db is not None else default_db_path()
+
+
+def _read(db: Path | None, sql: str, max_rows: int) -> Any:
+    """Rows of a read-only query: through a running service, else from the file opened read-only."""
+    from mtbsync.store.catalog import Catalog
+    from mtbsync.store.queries import run_sql
+    from mtbsync.store.service_file import query_service, read_live_service
+
+    path = _db_path(db)
+    service = read_live_service(path)
+    if service is not None:
+        return query_service(service, sql, max_rows=max_rows)
+    with Catalog.open(path, read_only=True) as catalog:
+        return run_sql(catalog, sql, max_rows=max_rows)
+
+
+def _open_for_write(db: Path | None) -> Any:
+    from mtbsync.store.catalog import Catalog
+    from mtbsync.store.service_file import read_live_service
+
+    path = _db_path(db)
+    service = read_live_service(path)
+    if service is not None:
+        raise CatalogError(
+            f"the mtbsync service at {service.url} (pid {service.pid}) owns the catalog; stop it to change "
+            "the catalog from the command line, or use its API",
+            path=path,
+        )
+    return Catalog.open(path)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "[dim]-[/]"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def frame_table(frame: Any, title: str | None = None) -> Table:
+    """A polars DataFrame as a Rich table."""
+    table = Table(title=title, title_justify="left", show_edge=False)
+    for name, dtype in frame.schema.items():
+        table.add_column(name, justify="right" if dtype.is_numeric() else "left", overflow="fold")
+    for row in frame.iter_rows():
+        table.add_row(*(_cell(v) for v in row))
+    return table
+
+
+def _flat(frame: Any) -> Any:
+    """Lists and structs as JSON text, so that CSV can hold them."""
+    import polars as pl
+
+    from mtbsync.store.service_file import jsonable
+
+    nested = [name for name, dtype in frame.schema.items() if dtype.is_nested()]
+    return frame.with_columns(
+        pl.Series(
+            name, [None if v is None else json.dumps(jsonable(v)) for v in frame[name].to_list()], pl.String
+        )
+        for name in nested
+    )
+
+
+def _emit(frame: Any, fmt: str, out: Path | None, title: str | None = None) -> None:
+    from mtbsync.io.files import atomic_write_bytes, atomic_write_text
+
+    fmt = fmt.lower()
+    if fmt not in FORMATS:
+        raise CatalogError(f"unknown format {fmt!r}; choose {', '.join(FORMATS)}")
+    if fmt == "parquet":
+        if out is None:
+            raise CatalogError("--format parquet needs --out FILE")
+        atomic_write_bytes(out, lambda fh: frame.write_parquet(fh))
+        console.print(f"Wrote {len(frame)} rows -> {out}", highlight=False)
+        return
+    if fmt == "table":
+        if out is not None:
+            raise CatalogError("--out needs --format csv, json or parquet")
+        console.print(frame_table(frame, title))
+        console.print(f"[dim]{len(frame)} rows[/]", highlight=False)
+        return
+    from mtbsync.store.service_file import frame_to_rows
+
+    if fmt == "json":
+        plain = frame_to_rows(frame)  # NaN -> null, times as ISO text, decimals as numbers
+        text = (
+            json.dumps([dict(zip(plain["columns"], row, strict=True)) for row in plain["rows"]], indent=1)
+            + "\n"
+        )
+    else:
+        text = _flat(frame).write_csv()
+    if out is not None:
+        atomic_write_text(out, text)
+        console.print(f"Wrote {len(frame)} rows -> {out}", highlight=False)
+    else:
+        typer.echo(text, nl=False)
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(metavar="SQL", help='Query, e.g. "SELECT * FROM run_summary".')],
+    fmt: FormatOpt = "table",
+    out: OutOpt = None,
+    write: Annotated[bool, typer.Option("--write", help="Allow statements that change the catalog.")] = False,
+    max_rows: Annotated[int, typer.Option("--max-rows", min=1, help="Most rows to return.")] = 10_000,
+    db: DbOption = None,
+) -> None:
+    """Ask the catalog anything in SQL (tables: runs, trails, markers, alignments, stage_timings, ...)."""
+    from mtbsync.store.queries import run_sql
+
+    with user_errors():
+        if write:
+            with _open_for_write(db) as catalog:
+                frame = run_sql(catalog, query, write=True, max_rows=max_rows)
+        else:
+            frame = _read(db, query, max_rows)
+        _emit(frame, fmt, out)
+
+
+@app.command()
+def runs(
+    trail: Annotated[str | None, typer.Option("--trail", "-t", help="Only this trail's runs.")] = None,
+    fmt: FormatOpt = "table",
+    out: OutOpt = None,
+    db: DbOption = None,
+) -> None:
+    """List the runs in the catalog, newest first."""
+    from mtbsync.store.queries import runs_sql
+
+    with user_errors():
+        _emit(_read(db, runs_sql(trail), 10_000), fmt, out, "Runs")
+
+
+@app.command()
+def trails(fmt: FormatOpt = "table", out: OutOpt = None, db: DbOption = None) -> None:
+    """List the trails with their reference run and number of runs."""
+    from mtbsync.store.queries import TRAILS_SQL
+
+    with user_errors():
+        _emit(_read(db, TRAILS_SQL, 10_000), fmt, out, "Trails")
+
+
+@app.command()
+def prune(
+    keep: Annotated[
+        int | None, typer.Option("--keep", min=0, help="Keep the newest N timings of each stage of each run.")
+    ] = None,
+    older_than: Annotated[
+        float | None, typer.Option("--older-than", min=0, help="Drop telemetry older than DAYS.")
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Drop old telemetry (stage timings, ingest events, finished jobs); runs and markers stay."""
+    from mtbsync.store.queries import prune as run_prune
+
+    with user_errors():
+        age = timedelta(days=older_than) if older_than is not None else None
+        if keep is None and age is None:
+            raise CatalogError("say what to prune: --keep N or --older-than DAYS")
+        with _open_for_write(db) as catalog:
+            deleted = run_prune(catalog, keep=keep, older_than=age)
+    console.print("Pruned " + ", ".join(f"{n} {table}" for table, n in deleted.items()), highlight=False)
+
+
+@trail_app.command("create")
+def trail_create(
+    name: Annotated[str, typer.Argument(help="Trail name.")],
+    reference: Annotated[
+        str | None, typer.Option("--reference", "-r", help="Reference run (name or id).")
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Create a trail, optionally with its reference run."""
+    from mtbsync.library.runs import _resolve_run
+
+    with user_errors(), _open_for_write(db) as catalog:
+        ref = _resolve_run(catalog, reference) if reference else None
+        trail_id = catalog.create_trail(name, reference_run_id=ref)
+    console.print(f"Trail #{trail_id} {name}" + (f" (reference run #{ref})" if ref else ""), highlight=False)
+
+
+@trail_app.command("set-reference")
+def trail_set_reference(
+    trail: Annotated[str, typer.Argument(help="Trail name or id.")],
+    run: Annotated[str, typer.Argument(help="Run name or id.")],
+    realign: Annotated[
+        bool, typer.Option("--realign/--no-realign", help="Re-align the trail's other runs to it.")
+    ] = True,
+    fast: FastOpt = False,
+    db: DbOption = None,
+) -> None:
+    """Make a run the trail's reference; the other runs are re-aligned (hand-moved markers stay)."""
+    from mtbsync.library.runs import set_reference
+
+    with user_errors(), _open_for_write(db) as catalog:
+        config = build_config("default", fast, 0, "auto")
+        done = set_reference(catalog, trail, run, config=config, realign=realign)
+    for item in done:
+        verdict = "[green]aligned[/]" if item.ok else f"[red]not aligned[/]: {item.reason}"
+        console.print(f"run #{item.run_id}: {verdict}")
+    console.print(f"Reference of {trail} is now {run} ({len(done)} runs re-aligned)", highlight=False)
+
+
+@trail_app.command("assign")
+def trail_assign(
+    run: Annotated[str, typer.Argument(help="Run name or id.")],
+    trail: Annotated[
+        str | None, typer.Option("--trail", "-t", help="Trail (default: find it by GPS, then by vision).")
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Put a run on a trail: the one given, or the one whose reference run it matches."""
+    from mtbsync.library.runs import assign_run
+
+    with user_errors(), _open_for_write(db) as catalog:
+        result = assign_run(catalog, run, trail)
+        name = catalog.trail(result.trail_id)["name"] if result.trail_id is not None else None
+    if name is None:
+        err_console.print(f"[yellow]run {run} matches no trail's reference[/]")
+        raise typer.Exit(3)
+    console.print(f"Run {run} -> trail {name} ({result.method}, score {result.score:.2f})", highlight=False)
+
+
+def record_results(db: Path | None, what: str, record: Any) -> None:
+    """Record a command's results in the catalog; on failure say in one yellow line what was not recorded.
+
+    The command's files are already written: a catalog that is locked (a running service), unwritable
+    or broken never fails the command.
+    """
+    import os
+
+    from mtbsync.library.runs import record_to_catalog
+
+    try:
+        _, note = record_to_catalog(db, what, record)
+    except Exception as exc:  # the files are the result; the record must not fail the command
+        if os.environ.get("MTBSYNC_DEBUG"):
+            raise
+        note = f"{what} was not recorded in the catalog: {type(exc).__name__}: {exc}"
+    if note:
+        err_console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
