@@ -20,7 +20,7 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || { \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null 2>&1; then SUDO=sudo; \
 		else echo "chromium is missing: install it as root (apt-get install chromium chromium-driver)"; exit 1; fi; \
-		$$SUDO apt-get update && $$SUDO apt-get install -y chromium chromium-driver; }
+		$$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; }
 
 demo: setup
 	$(VENV)/bin/mtbsync demo --out demo_out
@@ -44,6 +44,11 @@ bench: setup
 	$(PY) benchmarks/bench_matching.py
 	$(PY) benchmarks/bench_pipeline.py
 	$(PY) benchmarks/accuracy.py --tool ours
+	$(PY) benchmarks/gps_accuracy.py --repeats 3 --sample 30
+	$(PY) benchmarks/bench_telemetry.py
+	$(PY) benchmarks/bench_ingest.py --trials 5
+	$(PY) benchmarks/bench_store.py
+	$(PY) benchmarks/bench_sse_load.py --seconds 30 --clients 50
 
 clean:
 	rm -rf demo_out .pytest_cache .ruff_cache
