@@ -20,6 +20,13 @@ from mtbsync.cli._common import (
     timings_table,
     user_errors,
 )
+from mtbsync.cli.store_commands import frame_table
+
+_DEMO_SPLITS_SQL = """
+SELECT from_marker || ' -> ' || to_marker AS split, round(split_s, 2) AS "new run s",
+       round(reference_split_s, 2) AS "reference s", round(delta_s, 2) AS "delta s"
+FROM splits WHERE trail = 'Demo trail' AND NOT is_reference ORDER BY split_no
+"""
 
 
 @app.command()
@@ -44,8 +51,9 @@ def demo(
     duration: Annotated[float, typer.Option("--duration", min=6)] = 30.0,
     threads: ThreadsOpt = 0,
 ) -> None:
-    """Generate a sample pair, run index -> sync -> transfer, and score the markers against truth."""
+    """Generate a sample pair, run index -> sync -> transfer into a catalog, and score the markers."""
     from mtbsync.evaluate import read_truth_markers, score_markers
+    from mtbsync.library.runs import open_catalog, record_sync, record_video
     from mtbsync.markers import read_reference_markers
     from mtbsync.pipeline import build_index
     from mtbsync.pipeline import sync as run_sync
@@ -71,6 +79,23 @@ def demo(
                 timer=timer,
                 progress=progress,
             )
+        db_path = out / "catalog.duckdb"
+        with open_catalog(db_path) as catalog:
+            reference_markers = read_reference_markers(pair.reference_markers_csv)
+            record_sync(
+                catalog,
+                result,
+                reference=pair.reference,
+                new=pair.new,
+                config=config,
+                timer=timer,
+                reference_markers=reference_markers,
+                index_file=out / "ref_index.npz",
+            )
+            ref_run = record_video(catalog, pair.reference)
+            trail = catalog.create_trail("Demo trail", reference_run_id=ref_run)
+            catalog.assign_run(record_video(catalog, pair.new), trail)
+            splits = catalog.query(_DEMO_SPLITS_SQL)
     console.print(timings_table(timer))
     console.print(alignment_table(result.alignment.warp))
     score = score_markers(result.markers or [], read_truth_markers(pair.truth_markers_csv), 1 / pair.new_fps)
@@ -87,5 +112,8 @@ def demo(
             f"{s['within_one_frame']:.0%} within one frame; wrongly placed {s['wrongly_placed']}, "
             f"missed {s['missed']}"
         )
+    if splits.height:
+        console.print(frame_table(splits, title="Splits against the reference run (SQL view `splits`)"))
     console.print(f"Outputs in {out}/sync (alignment.png, new_markers.csv, timewarp.json)")
+    console.print(f'Catalog: {db_path}  (try: mtbsync sql --db {db_path} "SELECT * FROM run_summary")')
     raise typer.Exit(EXIT_OK if result.alignment.warp.ok else EXIT_NOT_ALIGNED)
