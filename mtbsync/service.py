@@ -2,8 +2,8 @@
 
 `ApiServer` runs an app on a socket it binds itself (so port 0 gives a free port, known before the
 first request) in a background thread, or in the foreground until Ctrl-C. `preview_app` builds the
-app of ``mtbsync preview``. Phase 2 adds ``serve_library``: the watch-folder, a worker pool whose
-queue lives in the catalog, and the same app over a catalog-backed `RunSource`.
+app of ``mtbsync preview``. `LibraryService` is ``mtbsync serve --library DIR``: the watch-folder,
+a worker pool whose queue lives in the catalog, and the same app over `CatalogSource`.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from mtbsync.api import EventBroker, PreviewFiles, PreviewSource, create_app
+from mtbsync.api.catalog_source import CatalogSource
 from mtbsync.api.preview import RUN_ID
 from mtbsync.api.security import new_token
 from mtbsync.errors import ConfigError, MtbsyncError
@@ -208,3 +209,194 @@ def preview_files(
         reference_markers=opt(reference_markers),
         out_dir=opt(out_dir),
     )
+
+
+class LibraryService:
+    """Everything ``mtbsync serve --library DIR`` runs, in one process that owns the catalog.
+
+    The watcher thread ingests card dumps copied into the library (`library.ingest.watch_and_ingest`)
+    and queues each new run; the worker pool (`library.worker.WorkerPool`) takes queued runs through
+    proxy, index, trail and alignment; the API (`CatalogSource` on uvicorn) serves the dashboard.
+    All three share one `Catalog` (a cursor per thread, one lock for write transactions): DuckDB
+    allows one writing process, and this is it. While it runs, ``<catalog>.service.json`` tells
+    ``mtbsync sql / runs / trails`` where to send their read-only queries.
+
+    Args:
+        library: The folder card dumps are copied into (watched recursively).
+        db: The catalog file (None: ``$MTBSYNC_DB`` or the user data dir).
+        host: Address to listen on.
+        port: Port (0: a free one).
+        token: Write token (generated when None).
+        workers: Worker threads.
+        work_dir: mtbsync-owned folder for proxies, indexes, alignments and exports (default:
+            ``<catalog name>-serve/`` beside the catalog); must not be a visible folder of the library.
+        config: `SyncConfig` for the pipeline (defaults when None).
+        settle_s: Seconds a copied file must stay unchanged before it is ingested.
+        review_threshold: Confidence under which a marker needs review.
+        telemetry_interval_s: Seconds between CPU / memory / GPU samples on the event stream.
+        force_polling: Poll the library instead of OS notifications (network shares).
+
+    Raises:
+        ConfigError: The library is not a folder, or the work folder lies visibly inside it.
+    """
+
+    def __init__(
+        self,
+        library: str | Path,
+        *,
+        db: str | Path | None = None,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        token: str | None = None,
+        workers: int = 1,
+        work_dir: str | Path | None = None,
+        config: Any = None,
+        settle_s: float = 2.0,
+        review_threshold: float = 0.6,
+        telemetry_interval_s: float = 1.0,
+        force_polling: bool | None = None,
+    ) -> None:
+        from mtbsync.store.catalog import default_db_path
+
+        self.library = Path(library).expanduser().resolve()
+        if not self.library.is_dir():
+            raise ConfigError(f"the library {library} is not a folder")
+        self.db_path = Path(db).expanduser() if db is not None else default_db_path()
+        self.work_dir = (
+            Path(work_dir).expanduser().resolve()
+            if work_dir is not None
+            else self.db_path.resolve().with_name(self.db_path.stem + "-serve")
+        )
+        if self.work_dir.is_relative_to(self.library) and not any(
+            part.startswith(".") for part in self.work_dir.relative_to(self.library).parts
+        ):
+            raise ConfigError(
+                f"the work folder {self.work_dir} lies inside the library: its proxies would be ingested "
+                "as recordings; put the catalog (--db) elsewhere"
+            )
+        self.host, self.port = host, port
+        self.token, self.token_generated = resolve_token(host, token)
+        self.workers = workers
+        self.config = config
+        self.settle_s = settle_s
+        self.review_threshold = review_threshold
+        self.telemetry_interval_s = telemetry_interval_s
+        self.force_polling = force_polling
+        self.catalog: Any = None
+        self.source: CatalogSource | None = None
+        self.pool: Any = None
+        self.server: ApiServer | None = None
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """Where the API listens (after `start`)."""
+        assert self.server is not None, "start the service first"
+        return self.server.url
+
+    def start(self) -> LibraryService:
+        """Open the catalog, resume the queue, start workers, watcher and web server; returns self.
+
+        Raises:
+            CatalogLockedError: Another process holds the catalog.
+            MtbsyncError: The address cannot be bound.
+        """
+        from mtbsync.library.worker import WorkerPool
+        from mtbsync.store.catalog import Catalog
+        from mtbsync.store.service_file import write_service_file
+
+        self.catalog = Catalog.open(self.db_path)
+        try:
+            cache_dir = self.work_dir / "proxies"
+            self.source = CatalogSource(
+                self.catalog,
+                self.library,
+                cache_dir=cache_dir,
+                work_dir=self.work_dir,
+                review_threshold=self.review_threshold,
+            )
+            broker = EventBroker(telemetry_interval_s=self.telemetry_interval_s)
+            app = create_app(self.source, token=self.token, host=self.host, broker=broker)
+            self.server = ApiServer(app, host=self.host, port=self.port).bind()
+            self.pool = WorkerPool(
+                self.catalog,
+                work_dir=self.work_dir,
+                cache_dir=cache_dir,
+                config=self.config,
+                workers=self.workers,
+                review_threshold=self.review_threshold,
+                on_run_change=self.source.notify_run,
+                stage_hooks=self.source.stage_hooks,
+            )
+            self.server.start()
+            self.pool.start()
+            self.pool.submit_unprocessed(self.library)
+            self._stop.clear()
+            self._watcher = threading.Thread(target=self._watch, name="mtbsync-watcher", daemon=True)
+            self._watcher.start()
+            write_service_file(self.db_path, self.server.url, token=self.token)
+        except BaseException:
+            self.stop()
+            raise
+        log.info("serving %s on %s (catalog %s)", self.library, self.server.url, self.db_path)
+        return self
+
+    def _watch(self) -> None:
+        from mtbsync.library.ingest import KNOWN, NEW, watch_and_ingest
+
+        def on_outcome(outcome: Any) -> None:
+            # A known recording handed over again changed (or the service restarted): a run that
+            # failed gets another try, the others are left as they are.
+            if outcome.run_id is not None and outcome.status in (NEW, KNOWN):
+                self.pool.submit(int(outcome.run_id), retry_failed=True)
+
+        try:
+            watch_and_ingest(
+                self.library,
+                self.catalog,
+                self._stop,
+                on_outcome=on_outcome,
+                settle_s=self.settle_s,
+                force_polling=self.force_polling,
+            )
+        except MtbsyncError as exc:
+            if not self._stop.is_set():
+                log.warning("the library is no longer watched: %s", exc)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop watching, let running jobs finish (up to ``timeout``), stop the server, close the catalog."""
+        from mtbsync.store.service_file import remove_service_file
+
+        self._stop.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout)
+            self._watcher = None
+        if self.pool is not None:
+            self.pool.stop(timeout)
+            self.pool = None
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+        remove_service_file(self.db_path)
+        if self.catalog is not None:
+            self.catalog.close()
+            self.catalog = None
+
+    def serve_forever(self) -> None:
+        """`start`, then serve until Ctrl-C (KeyboardInterrupt) and `stop` cleanly."""
+        if self.server is None:
+            self.start()
+        try:
+            while not self._stop.is_set():
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop()
+
+    def __enter__(self) -> LibraryService:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

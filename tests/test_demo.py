@@ -1,4 +1,4 @@
-"""`mtbsync demo`, the README's main job: a generated pair through index -> sync -> transfer into a catalog."""
+"""`mtbsync demo`, the main job: a generated pair through index -> sync -> transfer into a catalog."""
 
 from __future__ import annotations
 

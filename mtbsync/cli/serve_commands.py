@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from mtbsync.cli._common import (
+    DbOption,
     DeviceOpt,
     FastOpt,
     PresetOpt,
@@ -153,15 +154,80 @@ def _sync_first(
 
 @app.command()
 def serve(
-    library: Annotated[Path, typer.Option("--library", "-l", help="Folder card dumps are copied into.")],
+    library: Annotated[
+        Path, typer.Option("--library", "-l", help="Folder card dumps are copied into (watched).")
+    ],
+    db: DbOption = None,
     host: HostOpt = "127.0.0.1",
     port: PortOpt = 8000,
     token: TokenOpt = None,
+    workers: Annotated[
+        int, typer.Option("--workers", "-w", min=1, max=64, help="Runs processed at the same time.")
+    ] = 1,
+    settle: Annotated[
+        float, typer.Option("--settle", min=0, help="Seconds a copied file must stay unchanged.")
+    ] = 2.0,
+    poll: Annotated[
+        bool, typer.Option("--poll", help="Poll the library instead of OS notifications (network shares).")
+    ] = False,
+    open_browser: OpenOpt = False,
+    review_threshold: Annotated[float, typer.Option("--review-threshold", min=0, max=1)] = 0.6,
+    fast: FastOpt = False,
+    threads: ThreadsOpt = 0,
+    device: DeviceOpt = "auto",
+    preset_name: PresetOpt = "default",
 ) -> None:
-    """Watch a library folder, align new runs and serve the dashboard (needs the catalog)."""
-    err_console.print(
-        "[bold red]error:[/] `mtbsync serve` is not wired to the catalog yet; "
-        "use `mtbsync preview --reference REF.mp4 --new NEW.mp4` for one pair",
-        highlight=False,
+    """Watch a library folder, take each new run through the pipeline, and serve the dashboard.
+
+    Runs go queued -> ingesting -> aligning -> ready / needs review / not aligned / failed.
+
+    The service owns the catalog while it runs: `mtbsync sql`, `runs` and `trails` ask it.
+
+    Ctrl-C stops; the queue resumes on the next start.
+    """
+    import signal
+
+    from mtbsync.service import LibraryService
+
+    if db is not None and str(db).lower() == "none":
+        err_console.print("[bold red]error:[/] `mtbsync serve` needs the catalog: give --db FILE, not 'none'")
+        raise typer.Exit(1)
+    with user_errors():
+        config = build_config(preset_name, fast, threads, device)
+        service = LibraryService(
+            library,
+            db=db,
+            host=host,
+            port=port,
+            token=token,
+            workers=workers,
+            config=config,
+            settle_s=settle,
+            review_threshold=review_threshold,
+            force_polling=True if poll else None,
+        )
+        service.start()
+    # `kill` (SIGTERM) stops as cleanly as Ctrl-C: running jobs resume on the next start either way.
+    signal.signal(signal.SIGTERM, _interrupt)
+    local = host in ("127.0.0.1", "localhost", "::1")
+    url = f"{service.url}/" if local else f"{service.url}/#token={service.token}"
+    console.print(
+        f"[bold]mtbsync serve[/] {service.library} ({workers} worker{'s' if workers > 1 else ''}): "
+        f"[link={url}]{url}[/link]",
+        soft_wrap=True,
     )
-    raise typer.Exit(1)
+    console.print(f"Catalog {service.db_path} (owned by this service); work files in {service.work_dir}")
+    if service.token_generated:
+        console.print(
+            f"Write token: [bold]{service.token}[/] (send as 'Authorization: Bearer {service.token}')",
+            soft_wrap=True,
+        )
+    console.print("Press Ctrl-C to stop.")
+    if open_browser:
+        webbrowser.open(url)
+    service.serve_forever()
+    console.print("stopped")
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt

@@ -50,8 +50,9 @@ def test_preview_with_a_short_token_is_refused(sample_pair, tmp_path: Path) -> N
     assert "at least 8 characters" in result.output
 
 
-def test_serve_says_it_is_not_wired_yet(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["serve", "--library", str(tmp_path)])
+def test_serve_without_a_catalog_is_one_line(tmp_path: Path) -> None:
+    # `serve` is wired now (tests/api/test_serve_cli.py runs it); with --db none it refuses at once.
+    result = runner.invoke(app, ["serve", "--library", str(tmp_path), "--db", "none"])
     assert result.exit_code == 1
     assert "catalog" in result.output
 
