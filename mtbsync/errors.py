@@ -68,6 +68,10 @@ class ExportError(MtbsyncError):
     """Markers cannot be exported as asked (a bad frame rate, timecode or reel, nothing to export)."""
 
 
+class OutputError(MtbsyncError):
+    """An output file cannot be written (a folder in its place, no permission, the disk full)."""
+
+
 class TrackFileError(MtbsyncError):
     """A GPX or FIT track file is unreadable, malformed or holds no timed positions."""
 

@@ -29,7 +29,17 @@ from mtbsync.features.index import THUMB_SIZE, FeatureIndex, load_index, save_in
 from mtbsync.features.orb import OrbExtractor
 from mtbsync.gpu import backend_name
 from mtbsync.ingest.track import GpsTrack
-from mtbsync.io.video import DecodeReport, VideoInfo, find_proxy, iter_sampled_frames, prefetch, probe
+from mtbsync.io.video import (
+    DecodeReport,
+    VideoInfo,
+    VideoSource,
+    chapter_paths,
+    find_proxy,
+    iter_sampled_frames,
+    prefetch,
+    probe,
+    video_label,
+)
 from mtbsync.markers import Marker, TransferredMarker, transfer_markers
 from mtbsync.match.retrieval import appearance_similarity
 from mtbsync.match.verify import match_counts, verify_pairs
@@ -55,7 +65,7 @@ class KeyframeResult:
 
 
 def extract_keyframes(
-    video: str | Path,
+    video: VideoSource,
     config: SyncConfig,
     *,
     timer: StageTimer,
@@ -67,18 +77,29 @@ def extract_keyframes(
     Decoding runs in a background thread, overlapped with feature extraction; memory stays bounded.
     The decode and feature busy times are published as the stages ``decode`` and ``features``.
 
+    Args:
+        video: The run's video: one file, or the chapter files of one recording in order (then
+            keyframe times are on the joined timeline, as the recording's GPS is).
+        config: Parameters.
+        timer: Stage timer.
+        progress: Progress callback.
+        label: Prefix of the progress stage and of the timing records (``"reference "``).
+
     Raises:
         MediaError: The video cannot be read.
     """
     info = probe(video)
-    source = Path(video)
+    name = video_label(video) if info.is_chaptered else str(info.path)
+    # A recording of chapters is decoded on the timeline its probe measured (no second probe).
+    source: VideoSource = info.timeline if info.is_chaptered else info.path
     report = DecodeReport()
     if config.decode.prefer_proxy:
-        proxy = find_proxy(video)
-        if proxy is not None:
-            source = proxy
+        proxies = [find_proxy(p) for p in info.chapters]
+        if all(proxy is not None for proxy in proxies):
+            # Proxies of chapters play on the main files' timeline (their own lengths may differ).
+            source = info.timeline.with_paths(proxies) if info.is_chaptered else proxies[0]
             report.mode = "proxy"
-            log.info("%s: using the GoPro proxy %s", video, proxy.name)
+            log.info("%s: using the GoPro proxy %s", video_label(video), video_label(proxies))
     keyframes_only = choose_keyframes_only(source, config)
     report.mode = "keyframes" if keyframes_only else report.mode
     long_side = min(config.features.feature_side, config.decode.max_side)
@@ -116,15 +137,15 @@ def extract_keyframes(
         decode_clock,
         frames=report.decoded_frames,
         device="gpu" if report.decoder == "nvdec" else "cpu",
-        extra={"video": label or str(video), "decoder": report.decoder},
+        extra={"video": label or name, "decoder": report.decoder},
     )
-    timer.add_busy("features", feature_clock, frames=len(times), extra={"video": label or str(video)})
+    timer.add_busy("features", feature_clock, frames=len(times), extra={"video": label or name})
     params = {
         "sample_fps": config.decode.sample_fps,
         "long_side": long_side,
         "keyframes_only": keyframes_only,
         "decode_mode": report.mode,
-        "decoded_from": str(source),
+        "decoded_from": ", ".join(str(p) for p in chapter_paths(source)),
         "truncated": report.truncated,
         "features": {
             "n_features": config.features.n_features,
@@ -134,19 +155,41 @@ def extract_keyframes(
         "mtbsync_version": __version__,
     }
     video_facts = {
-        "path": str(Path(video).resolve()),
+        "path": str(info.path.resolve()),
         "identity": info.identity,
         "width": info.width,
         "height": info.height,
         "fps": [info.fps.numerator, info.fps.denominator],
         "duration": info.duration,
         "codec": info.codec,
+        **_chapter_facts(info),
     }
     index = FeatureIndex.from_frames(times, features, thumbs, image_size, video_facts, params)
     return KeyframeResult(index, info, report)
 
 
-def choose_keyframes_only(video: str | Path, config: SyncConfig) -> bool:
+def _chapter_facts(info: VideoInfo) -> dict[str, Any]:
+    """The chapter files and their starts, for the index's and the warp's video facts (none for one file)."""
+    if not info.is_chaptered:
+        return {}
+    return {
+        "chapters": [str(p.resolve()) for p in info.chapters],
+        "chapter_starts": [float(t) for t in info.chapter_starts],
+    }
+
+
+def video_of_facts(facts: dict[str, Any]) -> VideoSource | None:
+    """The video that index or warp facts name: the chapter list, else the single path (None if none).
+
+    Facts written before chapters were supported name one ``path``; they still read as that file.
+    """
+    chapters = facts.get("chapters")
+    if chapters:
+        return [Path(p) for p in chapters]
+    return Path(facts["path"]) if facts.get("path") else None
+
+
+def choose_keyframes_only(video: VideoSource, config: SyncConfig) -> bool:
     """Whether decoding key frames only samples ``video`` densely enough (see `DecodeConfig.mode`).
 
     Raises:
@@ -167,14 +210,18 @@ def choose_keyframes_only(video: str | Path, config: SyncConfig) -> bool:
 
 
 def build_index(
-    reference: str | Path,
+    reference: VideoSource,
     out: str | Path,
     config: SyncConfig,
     *,
     timer: StageTimer,
     progress: Progress = _no_progress,
 ) -> KeyframeResult:
-    """Build and save the reference run's feature index (``mtbsync index``)."""
+    """Build and save the reference run's feature index (``mtbsync index``).
+
+    ``reference`` is one file or the chapter files of one recording in order; the index then names
+    the chapters and the recording's identity (`chapters_identity`).
+    """
     result = extract_keyframes(reference, config, timer=timer, progress=progress, label="reference ")
     with timer.stage("save", frames=len(result.index)):
         save_index(result.index, out)
@@ -419,8 +466,8 @@ def transfer_with_refinement(
     markers: list[Marker],
     warp: Warp,
     *,
-    reference: str | Path | None,
-    new: str | Path | None,
+    reference: VideoSource | None,
+    new: VideoSource | None,
     config: SyncConfig,
     review_threshold: float,
     timer: StageTimer,
@@ -486,21 +533,31 @@ def _keyframes_only(
     )
 
 
-def videos_of_warp(warp: Warp) -> tuple[Path, Path] | None:
-    """The reference and new videos a warp was made from, if both are still there unchanged."""
+def videos_of_warp(warp: Warp) -> tuple[VideoSource, VideoSource] | None:
+    """The reference and new videos a warp was made from, if both are still there unchanged.
+
+    Returns:
+        (reference, new): each a `Path`, or the list of chapter files of a recording aligned as one
+        timeline (warps written before chapters were supported name one path); None when a file
+        is gone or changed.
+    """
     from mtbsync.errors import MediaError
 
-    paths = []
+    videos: list[VideoSource] = []
     for role in ("reference", "new"):
         facts = warp.meta.get(role) or {}
-        path = Path(facts.get("path", ""))
+        video = video_of_facts(facts)
         try:
-            if not facts.get("path") or not path.is_file() or probe(path).identity != facts.get("identity"):
+            if (
+                video is None
+                or not all(p.is_file() for p in chapter_paths(video))
+                or probe(video).identity != facts.get("identity")
+            ):
                 return None
         except MediaError:
             return None
-        paths.append(path)
-    return paths[0], paths[1]
+        videos.append(video)
+    return videos[0], videos[1]
 
 
 @dataclass
@@ -517,8 +574,8 @@ class SyncResult:
 
 
 def sync(
-    reference: str | Path,
-    new: str | Path,
+    reference: VideoSource,
+    new: VideoSource,
     out_dir: str | Path,
     config: SyncConfig,
     *,
@@ -538,8 +595,9 @@ def sync(
     """Align ``new`` to ``reference`` and write pairs.csv, warp.npz and timewarp.json into ``out_dir``.
 
     Args:
-        reference: The reference run's video.
-        new: The new run's video.
+        reference: The reference run's video: one file, or the chapter files of one recording in
+            order (`mtbsync.ingest.card.recording_chapters` finds them), aligned as one timeline.
+        new: The new run's video, the same way; warp, markers and pairs are on its joined timeline.
         out_dir: Output folder (created).
         config: Parameters.
         index_path: A reference index built by `build_index`; built on the fly when None.
@@ -569,6 +627,7 @@ def sync(
     else:
         ref_result = extract_keyframes(reference, config, timer=timer, progress=progress, label="reference ")
         ref_index = ref_result.index
+        ref_info = ref_result.info
     new_config = config_for_index(config, ref_index)
     new_result = extract_keyframes(new, new_config, timer=timer, progress=progress, label="new ")
     with timer.stage("gps tracks"):
@@ -593,7 +652,9 @@ def sync(
         new_gps=new_track,
         gps_notes=tuple(ref_notes + new_notes),
     )
-    alignment.warp.meta["reference"]["path"] = str(Path(reference).resolve())
+    # The files as found now (an index may have been built where the reference lay before).
+    alignment.warp.meta["reference"]["path"] = str(ref_info.path.resolve())
+    alignment.warp.meta["reference"].update(_chapter_facts(ref_info))
     transferred = None
     if markers is not None:
         alignment.warp, transferred, anchors = transfer_with_refinement(
@@ -625,7 +686,7 @@ def sync(
                 warp=alignment.warp,
                 markers=transferred,
                 truth=truth,
-                title=f"{Path(new).name} -> {Path(reference).name}",
+                title=f"{video_label(new)} -> {video_label(reference)}",
             )
     return SyncResult(
         alignment,
@@ -639,7 +700,7 @@ def sync(
 
 
 def resolve_run_gps(
-    video: str | Path,
+    video: VideoSource,
     index: FeatureIndex,
     track: GpsTrack | None,
     *,
@@ -656,7 +717,8 @@ def resolve_run_gps(
     Without a given track the video's embedded GPS is read when ``use_embedded``.
 
     Args:
-        video: The run's video.
+        video: The run's video (one file, or its chapter files: their GPS is joined on the same
+            timeline as their frames).
         index: Its keyframe index (for the visual motion).
         track: A track given by the caller, or None.
         use_embedded: Read the GPS embedded in the video (GoPro GPMF).
@@ -673,16 +735,24 @@ def resolve_run_gps(
     embedded = None
     if use_embedded and (track is None or track.source in _TRACK_FILE_SOURCES):
         try:
-            from mtbsync.ingest.gopro import read_gps_from_mp4
+            from mtbsync.ingest.gopro import read_gopro_telemetry, read_gps_from_mp4
         except ImportError:  # the GPMF reader is optional in a partial install
             read_gps_from_mp4 = None
         if read_gps_from_mp4 is not None:
+            chapters = chapter_paths(video)
             try:
-                embedded = read_gps_from_mp4(Path(video))
+                if len(chapters) == 1:
+                    embedded = read_gps_from_mp4(chapters[0])
+                else:
+                    # The reader joins the chapters' GPS with the offsets the decoders give frames.
+                    joined = read_gopro_telemetry(chapters).gps
+                    embedded = joined if joined is not None and joined.has_fix else None
             except MtbsyncError as exc:
-                log.info("%s: no embedded GPS read (%s)", video, exc)
+                log.info("%s: no embedded GPS read (%s)", video_label(video), exc)
             except Exception as exc:  # a telemetry bug must not cost the alignment
-                log.warning("%s: reading the embedded GPS failed (%s); aligning without it", video, exc)
+                log.warning(
+                    "%s: reading the embedded GPS failed (%s); aligning without it", video_label(video), exc
+                )
     if track is None:
         if embedded is None:
             why = "GPS off (--no-gps)" if not use_embedded else "no GPS with a fix in the video"
@@ -723,7 +793,7 @@ def resolve_run_gps(
         else:
             log.warning(
                 "%s: %s; the track is assumed to start with the video (set --track-offset)",
-                video,
+                video_label(video),
                 estimate.describe(),
             )
             notes.append(f"{label}: {estimate.describe()}; assumed to start with the video")
@@ -804,7 +874,7 @@ def refit_warp(
 
 
 def _window_features(
-    video: str | Path, windows: list[tuple[float, float]], long_side: int, extractor: OrbExtractor
+    video: VideoSource, windows: list[tuple[float, float]], long_side: int, extractor: OrbExtractor
 ) -> tuple[np.ndarray, list]:
     """Times and ORB features of every frame inside ``windows`` (full frame rate)."""
     from mtbsync.io.video import iter_window_frames
@@ -844,8 +914,8 @@ class MarkerRefinement:
 
 
 def refine_at_reference_times(
-    reference: str | Path,
-    new: str | Path,
+    reference: VideoSource,
+    new: VideoSource,
     warp: Warp,
     ref_times: list[float],
     config: SyncConfig,
@@ -857,7 +927,9 @@ def refine_at_reference_times(
     For each reference time, the reference frames just before and after it and the new run's frames
     within ``config.refine_window_s`` of the warp's estimate are decoded at full rate; each reference
     frame is located among the new frames (`locate_in_window`) and the two results are interpolated
-    to the exact reference time. Only those short windows are decoded.
+    to the exact reference time. Only those short windows are decoded. Either video may be the
+    chapter files of one recording: times are on its joined timeline, and a window across a chapter
+    boundary takes its frames from both chapters.
     """
     from mtbsync.align.refine import locate_in_window, zoom_at_peaks
     from mtbsync.match.verify import verify_block_pairs

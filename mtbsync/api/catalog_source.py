@@ -158,10 +158,11 @@ class CatalogSource:
         return {int(r["run_id"]): r for r in frame.iter_rows(named=True)}
 
     def _first_chapters(self, run_id: int | None = None) -> dict[int, dict[str, Any]]:
-        """Each run's first chapter video row (one query for the whole list)."""
+        """Each run's first chapter video row, with the run's joined duration (one query for all)."""
         where, params = ("AND run_id = ?", [run_id]) if run_id is not None else ("", [])
         frame = self.catalog.query(
-            f"SELECT * FROM media_files WHERE role = 'video' {where} "
+            "SELECT * REPLACE (sum(duration_s) OVER (PARTITION BY run_id) AS duration_s) "
+            f"FROM media_files WHERE role = 'video' {where} "
             "QUALIFY row_number() OVER (PARTITION BY run_id ORDER BY chapter) = 1",
             params,
         )
@@ -419,8 +420,9 @@ class CatalogSource:
         if spec is None:
             raise NotFoundError(f"no export format {fmt!r} (one of {', '.join(FORMATS)})")
         run = self.get_run(run_id)
-        video = self._video(int(run_id))
-        info = probe(video)
+        videos = self._videos(int(run_id))
+        video = videos[0]
+        info = probe(videos)  # a chaptered run: the joined timeline's duration
         view = self.markers(run_id)
         markers = [
             TransferredMarker(m.name, m.t_ref, m.t_new, m.confidence, m.needs_review, m.colour, m.comment)
@@ -446,25 +448,27 @@ class CatalogSource:
         )
         return result.path
 
-    def _video(self, run_id: int) -> Path:
-        """The run's first chapter, confined to the library (what the workers aligned)."""
+    def _videos(self, run_id: int) -> list[Path]:
+        """The run's chapter files in order, each confined to the library (what the workers aligned)."""
         frame = self.catalog.query(
-            "SELECT path FROM media_files WHERE run_id = ? AND role = 'video' ORDER BY chapter LIMIT 1",
-            [run_id],
+            "SELECT path FROM media_files WHERE run_id = ? AND role = 'video' ORDER BY chapter", [run_id]
         )
-        path = frame["path"][0] if len(frame) else (self.catalog.run(run_id) or {}).get("video_path")
-        if not path:
+        paths = list(frame["path"]) if len(frame) else []
+        if not paths:
+            video_path = (self.catalog.run(run_id) or {}).get("video_path")
+            paths = [video_path] if video_path else []
+        if not paths:
             raise NotFoundError(f"run {run_id} has no video in the catalog")
-        return confine(path, [self.library_root])
+        return [confine(path, [self.library_root]) for path in paths]
 
     def media_path(self, media_id: str) -> Path:
-        """A browser-playable file of the run ``media_id`` (its first chapter), inside the library.
+        """A browser-playable file of the run ``media_id`` (chapters joined into one), in the library.
 
         Raises:
             NotFoundError: No such run, no video, or a file outside the library and the proxy cache.
         """
-        video = self._video(self._run_id(media_id))
-        return confine(playable_video(video, self.cache_dir), [self.library_root, self.cache_dir])
+        videos = self._videos(self._run_id(media_id))
+        return confine(playable_video(videos, self.cache_dir), [self.library_root, self.cache_dir])
 
     def run_sql(self, sql: str, max_rows: int) -> SqlOut:
         """Read-only SQL on the catalog (writes refused by `run_sql`; files unreachable), bounded rows."""

@@ -190,7 +190,19 @@ def markers_table(markers: list[Any]) -> Table:
     for column in ("name", "t_ref", "t_new", "confidence", "review"):
         table.add_column(column, justify="right" if column.startswith(("t_", "conf")) else "left")
     for m in markers:
-        t_new = f"{m.t_new:.3f}" if m.t_new is not None else "-"
+        if m.t_new is None:
+            # Not placed is not "review": there is nothing in the new run to check.
+            table.add_row(m.name, f"{m.t_ref:.3f}", "-", "-", "[dim]not placed[/]")
+            continue
         review = "[yellow]review[/]" if m.needs_review else ""
-        table.add_row(m.name, f"{m.t_ref:.3f}", t_new, f"{m.confidence:.2f}", review)
+        table.add_row(m.name, f"{m.t_ref:.3f}", f"{m.t_new:.3f}", f"{m.confidence:.2f}", review)
     return table
+
+
+def placed_summary(markers: list[Any]) -> str:
+    """``Placed 6 of 10 markers (2 to review, 4 not placed)``: the same words after sync and transfer."""
+    placed = [m for m in markers if m.t_new is not None]
+    parts = [f"{sum(m.needs_review for m in placed)} to review"]
+    if len(placed) < len(markers):
+        parts.append(f"{len(markers) - len(placed)} not placed")
+    return f"Placed {len(placed)} of {len(markers)} markers ({', '.join(parts)})"

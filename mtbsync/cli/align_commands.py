@@ -21,12 +21,43 @@ from mtbsync.cli._common import (
     console,
     err_console,
     markers_table,
+    placed_summary,
     progress_bars,
     timings_table,
     user_errors,
 )
 from mtbsync.config import SyncConfig
 from mtbsync.errors import MtbsyncError
+
+ChaptersOpt = Annotated[
+    bool,
+    typer.Option(
+        "--chapters/--no-chapters",
+        help="Given a GoPro recording's first chapter (GX01xxxx.MP4), join its later chapters "
+        "(GX02xxxx, ...) found beside it as one timeline.",
+    ),
+]
+
+
+def _run_video(video: Path, join: bool) -> Path | list[Path]:
+    """``video`` alone, or with the later chapters of its recording (notes on gaps are printed)."""
+    if not join:
+        return video
+    from mtbsync.ingest.card import recording_chapters
+
+    chapters, notes = recording_chapters(video)
+    for note in notes:
+        err_console.print(f"[yellow]note:[/] {note}", highlight=False)
+    return list(chapters) if len(chapters) > 1 else video
+
+
+def _chapters_line(role: str, facts: dict) -> str | None:
+    """``reference GX010123.MP4: 3 chapters joined (12:04)`` for a recording of chapters, else None."""
+    chapters = facts.get("chapters") or []
+    if len(chapters) < 2:
+        return None
+    minutes, seconds = divmod(round(float(facts.get("duration") or 0.0)), 60)
+    return f"{role} {Path(chapters[0]).name}: {len(chapters)} chapters joined ({minutes}:{seconds:02d})"
 
 
 @app.command()
@@ -43,6 +74,7 @@ def index(
         ),
     ] = False,
     proxy: Annotated[bool, typer.Option("--proxy", help="Use a GoPro .LRV proxy when present.")] = False,
+    chapters: ChaptersOpt = True,
     fast: FastOpt = False,
     threads: ThreadsOpt = 0,
     preset_name: PresetOpt = "default",
@@ -62,11 +94,15 @@ def index(
             prefer_proxy=proxy,
             mode="keyframes" if keyframes_only else None,
         )
+        video = _run_video(reference, chapters)
         timer = StageTimer()
         with progress_bars() as progress:
-            result = build_index(reference, out, config, timer=timer, progress=progress)
+            result = build_index(video, out, config, timer=timer, progress=progress)
     for warning in result.report.warnings:
         err_console.print(f"[yellow]warning:[/] {warning}")
+    joined = _chapters_line("reference", result.index.video)
+    if joined:
+        console.print(joined, highlight=False)
     console.print(
         f"Indexed {len(result.index)} keyframes of {reference} "
         f"({result.report.mode} decode, {result.index.feature_counts.mean():.0f} keypoints/frame) -> {out}"
@@ -75,9 +111,7 @@ def index(
     from mtbsync.cli.store_commands import record_results
     from mtbsync.library.runs import record_index
 
-    record_results(
-        db, f"the index of {reference.name}", lambda c: record_index(c, reference, out, result, timer)
-    )
+    record_results(db, f"the index of {reference.name}", lambda c: record_index(c, video, out, result, timer))
 
 
 @app.command()
@@ -114,6 +148,7 @@ def sync(
     use_gps: Annotated[
         bool, typer.Option("--gps/--no-gps", help="Use the GPS embedded in the videos when present.")
     ] = True,
+    chapters: ChaptersOpt = True,
     fast: FastOpt = False,
     threads: ThreadsOpt = 0,
     device: DeviceOpt = "auto",
@@ -133,11 +168,12 @@ def sync(
         markers = read_reference_markers(reference_markers) if reference_markers else None
         reference_gps = read_track_file(reference_track) if reference_track else None
         new_gps = read_track_file(new_track) if new_track else None
+        reference_video, new_video = _run_video(reference, chapters), _run_video(new, chapters)
         timer = StageTimer()
         with progress_bars() as progress:
             result = run_sync(
-                reference,
-                new,
+                reference_video,
+                new_video,
                 out,
                 config,
                 index_path=index_file,
@@ -163,10 +199,15 @@ def sync(
     console.print(
         "Decoded: " + ", ".join(modes) + " (decode and features overlap; their times are busy times)"
     )
+    for role in ("reference", "new"):
+        joined = _chapters_line(role, result.alignment.warp.meta.get(role) or {})
+        if joined:
+            console.print(joined, highlight=False)
     console.print(timings_table(timer))
     console.print(alignment_table(result.alignment.warp))
     if result.markers is not None:
         console.print(markers_table(result.markers))
+        console.print(placed_summary(result.markers), highlight=False)
     console.print("Wrote " + ", ".join(str(p) for p in result.files.values()))
     from mtbsync.cli.store_commands import record_results
     from mtbsync.library.runs import record_sync
@@ -177,8 +218,8 @@ def sync(
         lambda c: record_sync(
             c,
             result,
-            reference=reference,
-            new=new,
+            reference=reference_video,
+            new=new_video,
             config=config,
             timer=timer,
             reference_markers=markers,
@@ -220,6 +261,7 @@ def _transfer(
     db: Path | None = None,
 ) -> None:
     from mtbsync.align.warp import load_warp
+    from mtbsync.io.video import video_label
     from mtbsync.markers import read_reference_markers, write_new_markers
     from mtbsync.pipeline import transfer_with_refinement, videos_of_warp
     from mtbsync.timing import StageTimer
@@ -244,11 +286,10 @@ def _transfer(
         )
         write_new_markers(out, transferred)
     if anchors:
-        console.print(f"Timed {len(anchors)} markers at full frame rate in {videos[1].name}")
+        console.print(f"Timed {len(anchors)} markers at full frame rate in {video_label(videos[1])}")
     console.print(markers_table(transferred))
     placed = sum(m.t_new is not None for m in transferred)
-    review = sum(m.needs_review for m in transferred)
-    console.print(f"Placed {placed} of {len(transferred)} markers ({review} need review) -> {out}")
+    console.print(f"{placed_summary(transferred)} -> {out}", highlight=False)
     from mtbsync.cli.store_commands import record_results
     from mtbsync.library.runs import record_transfer
 

@@ -67,6 +67,18 @@ def _export(
         highlight=False,
         soft_wrap=True,
     )
+    from mtbsync.export import find_new_chapters
+
+    chapters = find_new_chapters(markers) if video is None else ()
+    if chapters:
+        # Editors see the chapter files one by one; the markers are timed on the recording they make.
+        console.print(
+            f"The clip is the joined recording: {len(chapters)} chapters from {chapters[0].name}; "
+            f"marker times count from the start of {chapters[0].name}. Join the chapters into one clip "
+            "in the editor before adding the markers.",
+            highlight=False,
+            soft_wrap=True,
+        )
     record_results(db, f"the export {result.path.name}", lambda c: record_export(c, result, markers))
 
 
@@ -82,10 +94,40 @@ def export(
     start_tc: ExportStartOpt = "01:00:00:00",
     reel: ExportReelOpt = "001",
     video: ExportVideoOpt = None,
+    per_chapter: Annotated[
+        bool,
+        typer.Option(
+            "--per-chapter",
+            help="For a new run recorded in chapters: one file per chapter file, on its own time "
+            "(--out is then a folder).",
+        ),
+    ] = False,
     db: DbOption = None,
 ) -> None:
     """Export transferred markers for an editor (Resolve, Premiere, Final Cut Pro, Avid, CSV)."""
+    if per_chapter:
+        _export_per_chapter(fmt, markers, out, fps, ndf, start_tc, reel)
+        return
     _export(fmt, markers, out, fps, ndf, start_tc, reel, video, db)
+
+
+def _export_per_chapter(
+    fmt: str, markers: Path, out: Path | None, fps: str | None, ndf: bool, start_tc: str, reel: str
+) -> None:
+    from mtbsync.export import export_markers_per_chapter
+
+    with user_errors():
+        results = export_markers_per_chapter(
+            markers, fmt, out, fps=fps, ndf=ndf, start_timecode=start_tc, reel=reel
+        )
+    for result in results:
+        video = result.options.video_path.name if result.options.video_path else "?"
+        console.print(
+            f"Wrote {result.written} markers on {video}'s own time "
+            f"({result.options.rate.label} fps) -> {result.path}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @app.command("export-markers")

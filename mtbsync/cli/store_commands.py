@@ -215,6 +215,17 @@ def trail_create(
 
     with user_errors(), _open_for_write(db) as catalog:
         ref = _resolve_run(catalog, reference) if reference else None
+        existing = catalog.trail_id(name.strip())
+        if existing is not None:
+            # create_trail returns an existing trail unchanged: never claim a reference it did not set.
+            current = catalog.trail(existing)["reference_run_id"]
+            if ref is not None and ref != current:
+                raise CatalogError(
+                    f"trail {name!r} already exists (#{existing}); change its reference with "
+                    f"`mtbsync trail set-reference {name!r} {reference}`"
+                )
+            console.print(f"Trail #{existing} {name} already exists", highlight=False)
+            return
         trail_id = catalog.create_trail(name, reference_run_id=ref)
     console.print(f"Trail #{trail_id} {name}" + (f" (reference run #{ref})" if ref else ""), highlight=False)
 

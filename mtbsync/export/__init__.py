@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -41,6 +41,8 @@ __all__ = [
     "PreparedMarkers",
     "export_markers",
     "export_markers_file",
+    "export_markers_per_chapter",
+    "find_new_chapters",
     "find_new_video",
     "prepare",
 ]
@@ -158,6 +160,22 @@ def find_new_video(markers_csv: str | Path) -> Path | None:
     return video if video.is_file() else None
 
 
+def find_new_chapters(markers_csv: str | Path) -> tuple[Path, ...]:
+    """The chapter files of a new run recorded in several chapters, as the ``timewarp.json`` beside a
+    markers CSV names them (``meta.new.chapters``), when every one still exists.
+
+    Returns:
+        The chapters in order; empty for a single-file run, a missing file or no timewarp.json.
+    """
+    beside = Path(markers_csv).with_name("timewarp.json")
+    try:
+        doc = json.loads(beside.read_text(encoding="utf-8"))
+        chapters = tuple(Path(p) for p in doc["meta"]["new"].get("chapters") or ())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return ()
+    return chapters if len(chapters) > 1 and all(p.is_file() for p in chapters) else ()
+
+
 def export_markers_file(
     markers_csv: str | Path,
     fmt: str,
@@ -175,7 +193,9 @@ def export_markers_file(
     The frame rate is ``fps`` when given, else the new video's own rate; the video is ``video``, or
     the one ``timewarp.json`` beside the CSV names (``meta.new.path``) when that file exists. With
     neither a rate nor a video there is no safe default (a wrong rate moves late markers by seconds),
-    so it is an error.
+    so it is an error. A new run recorded in chapters (`find_new_chapters`) keeps its joined
+    timeline: marker times count from the first chapter's start, the length is the joined one, and
+    the clip is named as the joined recording (editors must join the chapters into one clip).
 
     Args:
         markers_csv: new_markers.csv from ``mtbsync transfer`` / ``sync``.
@@ -203,8 +223,16 @@ def export_markers_file(
     spec = _format(fmt)
     markers_csv = Path(markers_csv)
     markers = read_new_markers(markers_csv)
+    chapters = find_new_chapters(markers_csv) if video is None else ()
     video_path = Path(video) if video is not None else find_new_video(markers_csv)
     info = None
+    if chapters:
+        try:
+            info = probe(chapters)
+            video_path = None  # no one file is the joined recording
+        except MediaError:
+            log.warning("%s (named in timewarp.json) cannot be read; not using them", chapters[0])
+            chapters = ()
     if video_path is not None:
         try:
             info = probe(video_path)
@@ -227,7 +255,9 @@ def export_markers_file(
         rate=rate,
         start_timecode=start_timecode,
         reel=reel,
-        title=title or (video_path.stem if video_path is not None else markers_csv.stem),
+        title=title
+        or (video_path.stem if video_path is not None else None)
+        or (f"{chapters[0].stem} + {len(chapters) - 1} chapters joined" if chapters else markers_csv.stem),
         video_path=video_path,
         video_duration=info.duration if info is not None and info.duration > 0 else None,
         video_size=(info.width, info.height) if info is not None else None,
@@ -238,6 +268,87 @@ def export_markers_file(
     if Path(out).resolve() == markers_csv.resolve():
         raise ExportError("the export would overwrite the markers file it reads", path=out)
     return export_markers(markers, spec.name, out, options)
+
+
+def export_markers_per_chapter(
+    markers_csv: str | Path,
+    fmt: str,
+    out_dir: str | Path | None = None,
+    *,
+    fps: str | None = None,
+    ndf: bool = False,
+    start_timecode: str = DEFAULT_START_TIMECODE,
+    reel: str = DEFAULT_REEL,
+) -> list[ExportResult]:
+    """Export the markers of a run recorded in chapters as one file per chapter, each on that
+    chapter's own time (editors import the chapter files one by one).
+
+    A marker belongs to the chapter its joined-timeline time falls in; chapters without a placed
+    marker get no file. Files are named ``<csv stem>.<chapter stem><suffix>`` in ``out_dir``
+    (default: beside the CSV).
+
+    Args:
+        markers_csv: new_markers.csv beside the timewarp.json of a chaptered new run.
+        fmt: A key of `FORMATS`.
+        out_dir: Folder for the files.
+        fps: Frame rate; default: each chapter's own.
+        ndf: Non-drop-frame timecode at 29.97 / 59.94.
+        start_timecode: Timecode of each chapter's first frame.
+        reel: EDL reel name.
+
+    Returns:
+        What was written, one result per file.
+
+    Raises:
+        ExportError: The run is not one of several chapters, or no marker is placed.
+        MarkerFileError: The CSV is missing or malformed.
+        MediaError: A chapter cannot be read.
+    """
+    from mtbsync.io.video import probe
+    from mtbsync.markers.io import read_new_markers
+
+    spec = _format(fmt)
+    markers_csv = Path(markers_csv)
+    markers = read_new_markers(markers_csv)
+    chapters = find_new_chapters(markers_csv)
+    if not chapters:
+        raise ExportError(
+            "the new run of these markers is not a recording of several chapters "
+            "(the timewarp.json beside them names none, or a chapter file is gone)",
+            path=markers_csv,
+        )
+    timeline = probe(chapters).timeline
+    out_dir = Path(out_dir) if out_dir is not None else markers_csv.parent
+    out_dir.mkdir(parents=True, exist_ok=True)
+    suffix = ".export.csv" if spec.name == "csv" else spec.suffix
+    by_chapter: dict[int, list[TransferredMarker]] = {}
+    for marker in markers:
+        if marker.t_new is not None:
+            k = timeline.chapter_at(marker.t_new)
+            by_chapter.setdefault(k, []).append(replace(marker, t_new=marker.t_new - timeline.starts[k]))
+    if not by_chapter:
+        raise ExportError("no marker is placed in the new run: nothing to export", path=markers_csv)
+    results = []
+    for k in sorted(by_chapter):
+        chapter = timeline.paths[k]
+        info = probe(chapter)
+        rate = (
+            FrameRate.from_string(fps, drop_frame=False if ndf else None)
+            if fps is not None
+            else FrameRate.from_fraction(info.fps, drop_frame=False if ndf else None)
+        )
+        options = ExportOptions(
+            rate=rate,
+            start_timecode=start_timecode,
+            reel=reel,
+            title=chapter.stem,
+            video_path=chapter,
+            video_duration=info.duration if info.duration > 0 else None,
+            video_size=(info.width, info.height),
+        )
+        out = out_dir / f"{markers_csv.stem}.{chapter.stem}{suffix}"
+        results.append(export_markers(by_chapter[k], spec.name, out, options))
+    return results
 
 
 def _format(fmt: str) -> ExportFormat:

@@ -18,6 +18,7 @@ import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 from mtbsync.errors import CardError
@@ -235,3 +236,43 @@ def scan_card(root: str | Path) -> CardScan:
     """
     root = Path(root)
     return group_media(list_media_files(root), root)
+
+
+def recording_chapters(video: str | Path) -> tuple[tuple[Path, ...], tuple[str, ...]]:
+    """The chapter files of the recording ``video`` begins, found beside it by their GoPro names.
+
+    Given a recording's first chapter (``GX010123.MP4``, ``GOPR0123.MP4``), its later chapters in the
+    same folder follow it, in order, up to the first missing one (a gap would put the later chapters
+    at the wrong time). Any other file, including a later chapter given on its own, stands alone.
+
+    Args:
+        video: A video file.
+
+    Returns:
+        The files in timeline order (``(video,)`` when alone) and notes for the rider.
+    """
+    video = Path(video)
+    parsed = parse_gopro_name(video.name)
+    if parsed is None or parsed.role != "video" or not video.parent.is_dir():
+        return (video,), ()
+    siblings = [p for p in video.parent.iterdir() if p.is_file() and not _hidden(p.name)]
+    scan = group_media(siblings, video.parent)
+    recording = next((r for r in scan.recordings if video in r.videos), None)
+    if recording is None or len(recording.chapters) < 2:
+        return (video,), ()
+    numbers = [c.chapter for c in recording.chapters]
+    if parsed.chapter != numbers[0] or parsed.chapter != 1:
+        return (video,), (
+            f"{video.name} is chapter {parsed.chapter} of recording {parsed.number}: aligned on its own "
+            f"(give {recording.chapters[0].video.name} to join the recording's chapters)",
+        )
+    joined = [recording.chapters[0].video]
+    for previous, chapter in pairwise(recording.chapters):
+        if chapter.chapter != previous.chapter + 1:
+            break
+        joined.append(chapter.video)
+    notes = ()
+    if len(joined) < len(recording.chapters):
+        left = ", ".join(c.video.name for c in recording.chapters[len(joined) :])
+        notes = (f"chapter {len(joined) + 1} of {video.name} is missing: {left} left out",)
+    return tuple(joined), notes

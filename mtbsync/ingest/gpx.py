@@ -134,6 +134,8 @@ def read_track_file(
         TrackFileError: An unsupported suffix, or the file is unreadable or malformed.
     """
     path = Path(path)
+    if path.is_dir():
+        raise TrackFileError("is a folder, not a track file (.gpx or .fit)", path=path)
     suffix = path.suffix.lower()
     if suffix == ".gpx":
         return read_gpx(path, video_start_utc=video_start_utc, offset_s=offset_s)

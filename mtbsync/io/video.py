@@ -20,7 +20,8 @@ import math
 import os
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -49,7 +50,11 @@ class VideoInfo:
         duration: Duration in seconds (container or stream; best estimate).
         frame_count: Frames according to the container (0 when unknown).
         codec: Codec name (h264, hevc, ...).
-        identity: Size plus a hash of the head and tail of the file (see `video_identity`).
+        identity: Size plus a hash of the head and tail of the file (see `video_identity`); for a
+            recording of several chapters, a hash over the chapters' identities (`chapters_identity`).
+        chapters: The files on the timeline in order: ``(path,)`` for one file, else every chapter
+            (``path`` is then the first chapter).
+        chapter_starts: Where each chapter starts on the joined timeline (seconds; 0.0 for the first).
     """
 
     path: Path
@@ -60,11 +65,136 @@ class VideoInfo:
     frame_count: int
     codec: str
     identity: str
+    chapters: tuple[Path, ...] = ()
+    chapter_starts: tuple[float, ...] = ()
 
     @property
     def frame_duration(self) -> float:
         """Seconds per frame."""
         return float(1 / self.fps) if self.fps else 1 / 30
+
+    @property
+    def is_chaptered(self) -> bool:
+        """Whether the video is a recording of more than one chapter file."""
+        return len(self.chapters) > 1
+
+    @property
+    def timeline(self) -> ChapteredVideo:
+        """The chapters with their places on the joined timeline (one chapter for a single file)."""
+        chapters = self.chapters or (self.path,)
+        starts = self.chapter_starts or (0.0,)
+        ends = (*starts[1:], self.duration)
+        return ChapteredVideo(chapters, starts, tuple(b - a for a, b in zip(starts, ends, strict=True)))
+
+
+@dataclass(frozen=True)
+class ChapteredVideo:
+    """One recording split into chapter files (GoPro GX01nnnn, GX02nnnn, ...), played as one timeline.
+
+    Chapter k starts where chapter k - 1 ends: at the summed container durations of the chapters
+    before it, the same offsets the GPMF reader (`mtbsync.ingest.gopro`) gives the GPS, so frames and
+    GPS share one clock. Frame times the decoders here yield are on this joined timeline.
+
+    Attributes:
+        paths: The chapter files in timeline order.
+        starts: Start of each chapter on the joined timeline (seconds; the first is 0.0).
+        durations: Duration of each chapter (seconds).
+    """
+
+    paths: tuple[Path, ...]
+    starts: tuple[float, ...]
+    durations: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if not self.paths or not (len(self.paths) == len(self.starts) == len(self.durations)):
+            raise ValueError("a chaptered video needs one start and one duration per chapter file")
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def duration(self) -> float:
+        """Length of the joined timeline in seconds."""
+        return float(self.starts[-1] + self.durations[-1])
+
+    def chapter_at(self, t: float) -> int:
+        """Index of the chapter holding joined time ``t`` (the first or last beyond the ends)."""
+        return max(0, int(np.searchsorted(np.asarray(self.starts), t, side="right")) - 1)
+
+    def to_chapter(self, t: float) -> tuple[Path, float]:
+        """The chapter file holding joined time ``t`` and the time within that file."""
+        k = self.chapter_at(t)
+        return self.paths[k], float(t - self.starts[k])
+
+    def with_paths(self, paths: Sequence[str | Path]) -> ChapteredVideo:
+        """The same timeline played from other files (e.g. the chapters' .LRV proxies)."""
+        return ChapteredVideo(tuple(Path(p) for p in paths), self.starts, self.durations)
+
+
+# A video as the decoders here take it: one file, the chapter files of one recording in order, or a
+# `ChapteredVideo`. A one-element sequence is the same as its file.
+VideoSource = str | Path | Sequence[str | Path] | ChapteredVideo
+
+
+def chapter_paths(video: VideoSource) -> tuple[Path, ...]:
+    """The files of ``video`` in timeline order (``(path,)`` for a single file); opens nothing."""
+    if isinstance(video, ChapteredVideo):
+        return video.paths
+    if isinstance(video, str | Path):
+        return (Path(video),)
+    return tuple(Path(p) for p in video)
+
+
+def video_label(video: VideoSource) -> str:
+    """A short name for messages: ``GX010123.MP4``, or ``GX010123.MP4 (+2 chapters)`` for a recording."""
+    paths = chapter_paths(video)
+    if not paths:
+        return "(no video)"
+    extra = len(paths) - 1
+    return paths[0].name + (f" (+{extra} chapter{'s' if extra > 1 else ''})" if extra else "")
+
+
+def chaptered_video(paths: Sequence[str | Path]) -> ChapteredVideo:
+    """Join chapter files on one timeline: each starts at the summed durations of those before it.
+
+    Raises:
+        MediaError: No file given, or a chapter is missing, unreadable or has no video stream.
+    """
+    if not paths:
+        raise MediaError("no video files given")
+    files = tuple(Path(p) for p in paths)
+    durations = tuple(_container_duration(p) for p in files)
+    starts = tuple(float(x) for x in np.cumsum((0.0, *durations[:-1])))
+    return ChapteredVideo(files, starts, durations)
+
+
+def chapters_identity(chapter_identities: Sequence[str]) -> str:
+    """A recording's identity from its chapters' `video_identity`, in order.
+
+    The same scheme as the library's recording identity (``rec:`` + BLAKE2 over the chapters'
+    identities), so an index of a chaptered run and the catalog name the recording alike.
+    """
+    digest = hashlib.blake2b(b"mtbsync-recording-v1", digest_size=16)
+    for identity in chapter_identities:
+        digest.update(b"\n" + identity.encode())
+    return f"rec:{digest.hexdigest()}"
+
+
+def _single_file(video: VideoSource) -> Path | None:
+    """The file when ``video`` is one file (or a one-element sequence without offsets), else None."""
+    if isinstance(video, str | Path):
+        return Path(video)
+    if isinstance(video, ChapteredVideo):
+        return video.paths[0] if len(video) == 1 and video.starts[0] == 0.0 else None
+    if len(video) == 1:
+        return Path(video[0])
+    if not video:
+        raise MediaError("no video files given")
+    return None
+
+
+def _as_chaptered(video: VideoSource) -> ChapteredVideo:
+    return video if isinstance(video, ChapteredVideo) else chaptered_video(chapter_paths(video))
 
 
 @dataclass
@@ -206,22 +336,39 @@ def _start_offset(stream: av.video.stream.VideoStream) -> float:
     return float(stream.start_time * stream.time_base)
 
 
-def probe(path: str | Path) -> VideoInfo:
+def _duration_of(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float:
+    # The video stream's own duration first, as the GPMF reader times chapters (ingest/gopro.py).
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / av.time_base
+    return 0.0
+
+
+def _container_duration(path: Path) -> float:
+    with _open(path) as container:
+        return _duration_of(container, _video_stream(container, path))
+
+
+def probe(path: VideoSource) -> VideoInfo:
     """Read a video's size, rate, duration and identity without decoding it.
 
+    Args:
+        path: One file, or the chapter files of one recording (then: size, rate and codec of the
+            first chapter, the summed duration and frame count, `chapters_identity`).
+
     Raises:
-        MediaError: The file is missing, empty, unreadable or has no video stream.
+        MediaError: A file is missing, empty, unreadable or has no video stream, or the chapters
+            differ in picture size.
     """
-    path = Path(path)
+    single = _single_file(path)
+    if single is None:
+        return _probe_chapters(_as_chaptered(path))
+    path = single
     with _open(path) as container:
         stream = _video_stream(container, path)
         fps = _stream_fps(stream)
-        if stream.duration is not None and stream.time_base is not None:
-            duration = float(stream.duration * stream.time_base)
-        elif container.duration is not None:
-            duration = container.duration / av.time_base
-        else:
-            duration = 0.0
+        duration = _duration_of(container, stream)
         frame_count = int(stream.frames or 0)
         if frame_count == 0 and fps and duration:
             frame_count = round(duration * fps)
@@ -230,17 +377,44 @@ def probe(path: str | Path) -> VideoInfo:
         codec = stream.codec_context.name
     if width <= 0 or height <= 0:
         raise MediaError("video stream has no picture size", path=path)
-    return VideoInfo(path, width, height, fps, duration, frame_count, codec, video_identity(path))
+    return VideoInfo(
+        path, width, height, fps, duration, frame_count, codec, video_identity(path), (path,), (0.0,)
+    )
 
 
-def keyframe_interval(path: str | Path, probe_seconds: float = 10.0) -> float | None:
+def _probe_chapters(timeline: ChapteredVideo) -> VideoInfo:
+    infos = [probe(p) for p in timeline.paths]
+    first = infos[0]
+    for info in infos[1:]:
+        if (info.width, info.height) != (first.width, first.height):
+            raise MediaError(
+                f"is {info.width}x{info.height} but {first.path.name} is {first.width}x{first.height}: "
+                "not chapters of one recording",
+                path=info.path,
+            )
+    return VideoInfo(
+        first.path,
+        first.width,
+        first.height,
+        first.fps,
+        timeline.duration,
+        sum(i.frame_count for i in infos),
+        first.codec,
+        chapters_identity([i.identity for i in infos]),
+        timeline.paths,
+        timeline.starts,
+    )
+
+
+def keyframe_interval(path: VideoSource, probe_seconds: float = 10.0) -> float | None:
     """Median spacing (s) of the codec's key frames over the first ``probe_seconds``, from the
     container's packets alone (no decoding). None when it cannot be told (fewer than 3 key frames).
+    For chapters: of the first chapter (one camera setting for the whole recording).
 
     GoPro cameras write a key frame every 8-10 frames (about 3 per second), so decoding key frames
     only samples the run densely enough at a tenth of the decoding cost.
     """
-    path = Path(path)
+    path = chapter_paths(path)[0]
     with _open(path) as container:
         stream = _video_stream(container, path)
         times = []
@@ -288,7 +462,7 @@ def scaled_size(width: int, height: int, long_side: int) -> tuple[int, int]:
 
 
 def iter_sampled_frames(
-    path: str | Path,
+    path: VideoSource,
     *,
     sample_fps: float,
     long_side: int,
@@ -304,8 +478,12 @@ def iter_sampled_frames(
     reaches that instant (within half a frame), so the selection depends only on timestamps.
     Memory stays constant: frames are yielded as they are decoded.
 
+    Chapters of one recording are decoded one after the other as one stream of frames on the joined
+    timeline (see `ChapteredVideo`), so the sampling instants run on across a chapter boundary: no
+    instant is served twice or skipped there.
+
     Args:
-        path: Video file.
+        path: Video file, or the chapter files of one recording in order (or a `ChapteredVideo`).
         sample_fps: Sampling rate in frames per second (<= 0 means every frame).
         long_side: Output frames are resized so their long side is this many pixels.
         keyframes_only: Decode only codec key frames (much faster; the rate is then the GOP rate).
@@ -317,33 +495,28 @@ def iter_sampled_frames(
     Raises:
         MediaError: Missing/unreadable file, no video stream, or no decodable frame at all.
     """
-    path = Path(path)
+    single = _single_file(path)
+    timeline = ChapteredVideo((single,), (0.0,), (0.0,)) if single is not None else _as_chaptered(path)
+    path = timeline.paths[0]
     report = report if report is not None else DecodeReport()
     report.source = path
     report.mode = "keyframes" if keyframes_only else report.mode
     container, report.decoder = _open_for_decoding(path)
     try:
         stream = _video_stream(container, path)
-        expected = container.duration / av.time_base if container.duration is not None else 0.0
-        stream.thread_type = "AUTO"
-        if threads:
-            stream.thread_count = threads
-        if keyframes_only:
-            stream.codec_context.skip_frame = "NONKEY"
+        if single is not None:
+            expected = container.duration / av.time_base if container.duration is not None else 0.0
+        else:
+            expected = timeline.duration
+        _prepare_stream(stream, threads, keyframes_only)
         fps = _stream_fps(stream)
         half_frame = 0.5 / float(fps) if fps else 0.5 / 30
-        offset = _start_offset(stream)
         width, height = stream.codec_context.width, stream.codec_context.height
         if width <= 0 or height <= 0:
             raise MediaError("video stream has no picture size", path=path)
         out_w, out_h = scaled_size(width, height, long_side)
         step = 1.0 / sample_fps if sample_fps > 0 else 0.0
-        next_t = start
-        if start > 1.0:
-            container.seek(int((start - 1.0 + offset) / stream.time_base), stream=stream, backward=True)
         index = 0
-        pending: tuple[float, av.VideoFrame] | None = None  # last frame seen, not yielded yet
-        last_kept: float | None = None
 
         def emit(t: float, frame: av.VideoFrame) -> Frame:
             nonlocal index
@@ -352,44 +525,27 @@ def iter_sampled_frames(
             report.yielded_frames += 1
             return Frame(index=index - 1, t=t, image=image)
 
+        decoded = _joined_frames(
+            timeline,
+            (container, stream),
+            keyframes_only=keyframes_only,
+            threads=threads,
+            report=report,
+            start=start,
+            end=end,
+            half_frame=half_frame,
+        )
         try:
-            for frame in container.decode(stream):
-                if frame.pts is None:
-                    continue
-                t = float(frame.pts * stream.time_base) - offset
-                report.decoded_frames += 1
-                report.last_time = t
-                if end is not None and t > end + half_frame:
-                    break
-                if t < start - half_frame:
-                    continue
-                if not step:
+            with closing(decoded):
+                for t, frame in _select_samples(
+                    decoded,
+                    step=step,
+                    keyframes_only=keyframes_only,
+                    start=start,
+                    end=end,
+                    half_frame=half_frame,
+                ):
                     yield emit(t, frame)
-                    continue
-                if keyframes_only:
-                    # Key frames are already about as sparse as asked: keep each one at least half a
-                    # sampling step after the previous (thins only all-intra or very short GOPs).
-                    if last_kept is None or t - last_kept >= 0.5 * step - 1e-9:
-                        last_kept = t
-                        yield emit(t, frame)
-                    continue
-                # Serve every sampling instant this frame has reached with the nearer of this frame
-                # and the previous one; a frame serves at most one instant (no duplicates).
-                chosen_now: float | None = None
-                while t >= next_t - 1e-9:
-                    if pending is not None and next_t - pending[0] <= t - next_t:
-                        yield emit(*pending)
-                        pending = None
-                    elif chosen_now is None:
-                        chosen_now = t
-                    next_t += step
-                if chosen_now is not None:
-                    yield emit(t, frame)
-                    pending = None
-                else:
-                    pending = (t, frame)
-            if pending is not None and next_t - pending[0] <= min(half_frame, step / 2):
-                yield emit(*pending)
         except av.FFmpegError as exc:
             report.truncated = True
             message = f"decoding stopped at {report.last_time:.2f} s ({_short(exc)}); using what was readable"
@@ -406,6 +562,141 @@ def iter_sampled_frames(
         log.warning("%s: %s", path, message)
 
 
+def _prepare_stream(stream: av.video.stream.VideoStream, threads: int, keyframes_only: bool) -> None:
+    stream.thread_type = "AUTO"
+    if threads:
+        stream.thread_count = threads
+    if keyframes_only:
+        stream.codec_context.skip_frame = "NONKEY"
+
+
+def _joined_frames(
+    timeline: ChapteredVideo,
+    first: tuple[av.container.InputContainer, av.video.stream.VideoStream],
+    *,
+    keyframes_only: bool,
+    threads: int,
+    report: DecodeReport,
+    start: float,
+    end: float | None,
+    half_frame: float,
+) -> Iterator[tuple[float, av.VideoFrame]]:
+    """(time on the joined timeline, frame) of every decoded frame, chapter after chapter.
+
+    The first chapter's container is opened (and closed) by the caller. A decoding error in the
+    last chapter propagates (the caller reports the truncation, as for a single file); in an
+    earlier chapter it is reported and decoding goes on with the next chapter, whose frames keep
+    their places on the timeline.
+    """
+    last = len(timeline) - 1
+    opened: list[av.container.InputContainer] = []  # chapters after the first, not closed yet
+    try:
+        for k, (path, chapter_start, chapter_duration) in enumerate(
+            zip(timeline.paths, timeline.starts, timeline.durations, strict=True)
+        ):
+            if k > 0 and end is not None and chapter_start > end + half_frame:
+                return
+            if k < last and chapter_start + chapter_duration < start - 1.0:
+                continue  # wholly before the start: not even opened
+            if k == 0:
+                container, stream = first
+            else:
+                container, _ = _open_for_decoding(path)
+                opened.append(container)
+                stream = _video_stream(container, path)
+                _prepare_stream(stream, threads, keyframes_only)
+            offset = _start_offset(stream)
+            local_start = start - chapter_start
+            if local_start > 1.0:
+                container.seek(
+                    int((local_start - 1.0 + offset) / stream.time_base), stream=stream, backward=True
+                )
+            chapter_last = -math.inf
+            try:
+                for frame in container.decode(stream):
+                    if frame.pts is None:
+                        continue
+                    t = float(frame.pts * stream.time_base) - offset + chapter_start
+                    report.decoded_frames += 1
+                    report.last_time = chapter_last = t
+                    yield t, frame
+                    # The consumer is done with this chapter's first frame, and so with the previous
+                    # chapter's last one (the sampler may hold it until now): that decoder can go.
+                    while len(opened) > 1:
+                        opened.pop(0).close()
+            except av.FFmpegError as exc:
+                if k == last:
+                    raise
+                report.truncated = True
+                message = (
+                    f"{path.name}: decoding stopped at {report.last_time:.2f} s ({_short(exc)}); "
+                    "going on with the next chapter"
+                )
+                report.warnings.append(message)
+                log.warning("%s", message)
+                continue
+            if k < last and not keyframes_only and chapter_last < chapter_start + chapter_duration - 1.5:
+                # A chapter that ends early leaves a hole; the next one still starts at its place.
+                report.truncated = True
+                message = (
+                    f"{path.name}: only {max(chapter_last - chapter_start, 0.0):.1f} s of "
+                    f"{chapter_duration:.1f} s could be decoded (truncated chapter?)"
+                )
+                report.warnings.append(message)
+                log.warning("%s", message)
+    finally:
+        for container in opened:
+            container.close()
+
+
+def _select_samples(
+    frames: Iterator[tuple[float, av.VideoFrame]],
+    *,
+    step: float,
+    keyframes_only: bool,
+    start: float,
+    end: float | None,
+    half_frame: float,
+) -> Iterator[tuple[float, av.VideoFrame]]:
+    """The frames that serve the sampling instants ``start + k * step`` (all frames when step is 0)."""
+    next_t = start
+    pending: tuple[float, av.VideoFrame] | None = None  # last frame seen, not yielded yet
+    last_kept: float | None = None
+    for t, frame in frames:
+        if end is not None and t > end + half_frame:
+            break
+        if t < start - half_frame:
+            continue
+        if not step:
+            yield t, frame
+            continue
+        if keyframes_only:
+            # Key frames are already about as sparse as asked: keep each one at least half a
+            # sampling step after the previous (thins only all-intra or very short GOPs).
+            if last_kept is None or t - last_kept >= 0.5 * step - 1e-9:
+                last_kept = t
+                yield t, frame
+            continue
+        # Serve every sampling instant this frame has reached with the nearer of this frame
+        # and the previous one; a frame serves at most one instant (no duplicates).
+        chosen_now: float | None = None
+        while t >= next_t - 1e-9:
+            if pending is not None and next_t - pending[0] <= t - next_t:
+                yield pending
+                pending = None
+            elif chosen_now is None:
+                chosen_now = t
+            next_t += step
+        if chosen_now is not None:
+            yield t, frame
+            pending = None
+        else:
+            pending = (t, frame)
+    # Also after stopping at ``end``; not when decoding failed (the error propagates past here).
+    if pending is not None and next_t - pending[0] <= min(half_frame, step / 2):
+        yield pending
+
+
 def merge_windows(windows: Iterable[tuple[float, float]], gap: float) -> list[tuple[float, float]]:
     """Sort time windows and merge those closer than ``gap`` seconds (decoding through is cheaper)."""
     merged: list[tuple[float, float]] = []
@@ -418,7 +709,7 @@ def merge_windows(windows: Iterable[tuple[float, float]], gap: float) -> list[tu
 
 
 def iter_window_frames(
-    path: str | Path,
+    path: VideoSource,
     windows: Iterable[tuple[float, float]],
     *,
     long_side: int,
@@ -429,11 +720,47 @@ def iter_window_frames(
 
     Windows closer than ``seek_gap`` seconds are decoded through; farther ones are reached by
     seeking to the preceding key frame, so the cost follows the windows, not the video length.
+    For the chapters of one recording, times are on the joined timeline; a window across a chapter
+    boundary gets the end of one chapter and the start of the next (each frame once).
 
     Raises:
         MediaError: Missing/unreadable file or no video stream.
     """
-    path = Path(path)
+    single = _single_file(path)
+    if single is not None:
+        yield from _iter_window_frames_file(
+            single, windows, long_side=long_side, threads=threads, seek_gap=seek_gap
+        )
+        return
+    timeline = _as_chaptered(path)
+    wanted = [(float(lo), float(hi)) for lo, hi in windows]
+    index = 0
+    for chapter, chapter_start, chapter_duration in zip(
+        timeline.paths, timeline.starts, timeline.durations, strict=True
+    ):
+        # Windows reaching into this chapter, in its own time; its frames lie in [0, duration).
+        local = [
+            (lo - chapter_start, hi - chapter_start)
+            for lo, hi in wanted
+            if hi >= chapter_start - 0.5 and lo <= chapter_start + chapter_duration + 0.5
+        ]
+        if not local:
+            continue
+        for frame in _iter_window_frames_file(
+            chapter, local, long_side=long_side, threads=threads, seek_gap=seek_gap
+        ):
+            yield Frame(index=index, t=frame.t + chapter_start, image=frame.image)
+            index += 1
+
+
+def _iter_window_frames_file(
+    path: Path,
+    windows: Iterable[tuple[float, float]],
+    *,
+    long_side: int,
+    threads: int,
+    seek_gap: float,
+) -> Iterator[Frame]:
     wanted = sorted((float(lo), float(hi)) for lo, hi in windows)
     plan = merge_windows(wanted, seek_gap)
     if not plan:

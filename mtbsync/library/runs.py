@@ -94,37 +94,49 @@ def record_to_catalog(
 # ---------------------------------------------------------------------- recording pipeline results
 
 
-def record_video(catalog: Catalog, video: str | Path, *, identity: str | None = None) -> int:
-    """Record (or find) the run that is this video file.
+def record_video(catalog: Catalog, video: Any, *, identity: str | None = None) -> int:
+    """Record (or find) the run that is this video: one file, or a recording's chapter files in order.
+
+    A recording's identity is the same whether it came from a card ingest or the CLI, so both find
+    the same run.
 
     Args:
         catalog: The open catalog.
-        video: The video file.
+        video: The video file, or its chapter files (any `io.video.VideoSource`).
         identity: Its content identity when already known (skips reading the file).
 
     Returns:
         The run id.
     """
-    from mtbsync.io.video import probe
+    from mtbsync.io.video import chapter_paths, probe
 
     if identity is not None:
         found = catalog.run_id_for_identity(identity)
         if found is not None:
             return found
     info = probe(video)
-    media = MediaFileRecord(
-        path=str(Path(video).resolve()),
-        role="video",
-        chapter=1,
-        size=Path(video).stat().st_size,
-        identity=info.identity,
-        duration_s=info.duration,
-        width=info.width,
-        height=info.height,
-        fps=float(info.fps),
-        codec=info.codec,
-    )
-    return catalog.record_video_run(info.identity, video, duration_s=info.duration, media=(media,))
+    found = catalog.run_id_for_identity(info.identity)
+    if found is not None:
+        return found
+    media = []
+    for chapter, path in enumerate(chapter_paths(video), start=1):
+        part = probe(path) if info.is_chaptered else info
+        media.append(
+            MediaFileRecord(
+                path=str(path.resolve()),
+                role="video",
+                chapter=chapter,
+                size=path.stat().st_size,
+                identity=part.identity,
+                duration_s=part.duration,
+                width=part.width,
+                height=part.height,
+                fps=float(part.fps),
+                codec=part.codec,
+            )
+        )
+    first = chapter_paths(video)[0]
+    return catalog.record_video_run(info.identity, first, duration_s=info.duration, media=tuple(media))
 
 
 def _run_for_facts(catalog: Catalog, facts: dict[str, Any]) -> int | None:
@@ -409,12 +421,35 @@ def _resolve_trail(catalog: Catalog, trail: int | str) -> int:
     return found
 
 
-def _video_of(catalog: Catalog, run_id: int) -> Path:
-    row = catalog.run(run_id) or {}
-    path = row.get("video_path")
-    if not path or not Path(path).is_file():
-        raise CatalogError(f"the video of run #{run_id} is not at {path} any more", path=catalog.path)
-    return Path(path)
+def _video_of(catalog: Catalog, run_id: int) -> list[Path]:
+    """A run's video: its chapter files in order (one file for most runs), each still on disk."""
+    rows = catalog.execute(
+        "SELECT path FROM media_files WHERE run_id = ? AND role = 'video' ORDER BY chapter", [run_id]
+    ).fetchall()
+    paths = [str(r[0]) for r in rows if r[0]] or [str((catalog.run(run_id) or {}).get("video_path") or "")]
+    for path in paths:
+        if not path or not Path(path).is_file():
+            raise CatalogError(f"the video of run #{run_id} is not at {path} any more", path=catalog.path)
+    return [Path(p) for p in paths]
+
+
+def index_matches(index_file: str | Path | None, videos: Any) -> bool:
+    """Whether an index on disk was built from exactly this video (file or chapters); else rebuild it."""
+    from mtbsync.features.index import load_index
+    from mtbsync.io.video import probe
+
+    if index_file is None:
+        return False
+    try:
+        return load_index(index_file).video.get("identity") == probe(videos).identity
+    except MtbsyncError:
+        return False
+
+
+def _comparable(own: Any, reference: Any) -> bool:
+    """Whether a run's own index was sampled like a reference index (same rate, size and features)."""
+    keys = ("sample_fps", "long_side", "features")
+    return all(own.params.get(k) == reference.params.get(k) for k in keys)
 
 
 def reference_markers_of(catalog: Catalog, run_id: int) -> list[Any]:
@@ -477,6 +512,8 @@ def set_reference(
     out_root = Path(out_root) if out_root is not None else catalog.path.parent / "alignments"
     ref_video = _video_of(catalog, run_id)
     index_file = catalog.latest_index(run_id)
+    if not index_matches(index_file, ref_video):
+        index_file = None  # built from other files (e.g. one chapter): sync indexes the reference anew
     done: list[Realigned] = []
     for other in catalog.trail_runs(trail_id):
         if other == run_id:
@@ -601,6 +638,8 @@ def _assign_by_vision(
     if not indexed:
         return Assignment(run_id, None, "none", 0.0)
     video = _video_of(catalog, run_id)
+    own_file = catalog.latest_index(run_id)
+    own = load_index(own_file) if index_matches(own_file, video) else None
     best: tuple[float, int] | None = None
     new_cache: dict[str, Any] = {}
     for trail_id, _ref, path in indexed:
@@ -608,9 +647,14 @@ def _assign_by_vision(
         new_config = config_for_index(config, ref_index)
         key = repr(new_config.decode)
         if key not in new_cache:
-            new_cache[key] = extract_keyframes(video, new_config, timer=timer, label="new ").index
+            # The run's own index (the service builds one first) saves decoding it again.
+            new_cache[key] = (
+                own
+                if own is not None and _comparable(own, ref_index)
+                else extract_keyframes(video, new_config, timer=timer, label="new ").index
+            )
         warp = align_indexes(ref_index, new_cache[key], new_config, timer=timer).warp
-        coverage = float(warp.metrics.get("coverage", 0.0) or 0.0)
+        coverage = float(warp.metrics.get("coverage_new", 0.0) or 0.0)
         if warp.ok and (best is None or coverage > best[0]):
             best = (coverage, trail_id)
     if best is None:

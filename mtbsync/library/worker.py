@@ -15,8 +15,8 @@ queue):
 The run's state then reads *ready*, *needs review* or *not aligned* (with the reason); a job that
 raises makes it *failed* with a one-line reason, and the pool goes on with the next job.
 
-Recordings of several chapters are aligned on their first chapter (the pipeline aligns one video
-file); the run's notes say so.
+Recordings of several chapters are indexed, aligned and played as one timeline (`io.video`'s
+chaptered sources; one joined browser proxy); the run's notes say how many chapters were joined.
 
 Threads: the pool's threads share the service's one `Catalog` (each thread gets its own cursor and
 write transactions are serialised by the catalog's lock), so the service process stays DuckDB's one
@@ -34,7 +34,13 @@ from pathlib import Path
 from typing import Any
 
 from mtbsync.errors import CatalogError, MediaError, MtbsyncError
-from mtbsync.library.runs import TimingBuffer, assign_run, record_alignment, reference_markers_of
+from mtbsync.library.runs import (
+    TimingBuffer,
+    assign_run,
+    index_matches,
+    record_alignment,
+    reference_markers_of,
+)
 from mtbsync.store.catalog import Catalog, Job
 from mtbsync.timing import StageRecord, StageTimer
 
@@ -52,7 +58,7 @@ RunChanged = Callable[[int], None]
 # run id -> (on_start, on_finish) subscribers for the run's `StageTimer` (the SSE stage events).
 StageHooks = Callable[[int], tuple[Callable[[StageRecord], None], Callable[[StageRecord], None]]]
 
-_CHAPTER_NOTE = "aligned on its first chapter"
+_CHAPTER_NOTE = "chapters joined into one timeline"
 
 
 @dataclass(frozen=True)
@@ -338,19 +344,14 @@ class WorkerPool:
         from mtbsync.io.proxy import playable_video
         from mtbsync.pipeline import build_index
 
-        videos = chapter_videos(self.catalog, run_id)
-        video = _existing(videos[0])
+        videos = _existing_videos(self.catalog, run_id)
         with timer.stage("proxy"):
-            playable_video(video, self.cache_dir)
+            playable_video(videos, self.cache_dir)  # chapters are joined into one playable file
         index_file = self.run_dir(run_id) / "index.npz"
-        result = build_index(video, index_file, self.config, timer=timer)
+        result = build_index(videos, index_file, self.config, timer=timer)
         with self.catalog.transaction():
             if len(videos) > 1:
-                _add_note(
-                    self.catalog,
-                    run_id,
-                    f"{len(videos)} chapters: {_CHAPTER_NOTE} ({video.name}); the others are not aligned",
-                )
+                _add_note(self.catalog, run_id, f"{len(videos)} {_CHAPTER_NOTE}")
             self.catalog.record_index(
                 run_id, index_file, keyframes=len(result.index), params=result.index.params
             )
@@ -365,15 +366,15 @@ class WorkerPool:
 
         with self._index_lock:
             found = self.catalog.latest_index(ref_run)
-            if found is not None:
-                return found
             try:
-                video = _existing(chapter_videos(self.catalog, ref_run)[0])
+                videos = _existing_videos(self.catalog, ref_run)
             except MtbsyncError as exc:
                 log.warning("trail reference run #%d has no usable video: %s", ref_run, exc)
                 return None
+            if found is not None and index_matches(found, videos):
+                return found
             index_file = self.run_dir(ref_run) / "index.npz"
-            result = build_index(video, index_file, self.config, timer=timer)
+            result = build_index(videos, index_file, self.config, timer=timer)
             self.catalog.record_index(
                 ref_run, index_file, keyframes=len(result.index), params=result.index.params
             )
@@ -385,7 +386,7 @@ class WorkerPool:
         run = self.catalog.run(run_id)
         if run is None:
             raise CatalogError(f"no run #{run_id} in the catalog")
-        video = _existing(chapter_videos(self.catalog, run_id)[0])
+        videos = _existing_videos(self.catalog, run_id)
         trail_id = run.get("trail_id")
         if trail_id is None:
             for ref in _trail_references(self.catalog, exclude=run_id):
@@ -413,12 +414,12 @@ class WorkerPool:
                 self.catalog.finish_job(job.job_id)
             return
         ref_run = int(reference)
-        ref_video = _existing(chapter_videos(self.catalog, ref_run)[0])
+        ref_videos = _existing_videos(self.catalog, ref_run)
         index_file = self._reference_index(ref_run, timer)
         markers = reference_markers_of(self.catalog, ref_run)
         result = sync(
-            ref_video,
-            video,
+            ref_videos,
+            videos,
             self.run_dir(run_id) / f"to-run{ref_run}",
             self.config,
             index_path=index_file,
@@ -472,6 +473,11 @@ def _existing(video: Path) -> Path:
     if not video.is_file():
         raise MediaError("is not there any more (moved or deleted?)", path=video)
     return video
+
+
+def _existing_videos(catalog: Catalog, run_id: int) -> list[Path]:
+    """A run's chapter files, in order, each checked to be still there."""
+    return [_existing(v) for v in chapter_videos(catalog, run_id)]
 
 
 def _trail_references(catalog: Catalog, *, exclude: int) -> Iterable[int]:

@@ -204,6 +204,11 @@ class Catalog:
         db_path = Path(path).expanduser() if path is not None else default_db_path()
         memory = str(path) == ":memory:"
         if not memory:
+            if db_path.is_dir():
+                raise CatalogError(
+                    "this is a folder; --db / MTBSYNC_DB names the catalog file (e.g. catalog.duckdb)",
+                    path=db_path,
+                )
             if read_only and not db_path.is_file():
                 raise CatalogError(
                     "no catalog here yet: run an `mtbsync index`/`sync` or `ingest` first", path=db_path
@@ -708,7 +713,8 @@ class Catalog:
         values = {
             "ok": bool(ok),
             "reason": reason or "",
-            "coverage": _finite(metrics.get("coverage")),
+            # The warp reports coverage per run; the catalog's column is the new run's share.
+            "coverage": _finite(metrics.get("coverage", metrics.get("coverage_new"))),
             "mean_confidence": _finite(metrics.get("mean_confidence")),
             "residual_p50_s": _finite(residuals.get("p50")) if isinstance(residuals, Mapping) else None,
             "residual_p90_s": _finite(residuals.get("p90")) if isinstance(residuals, Mapping) else None,

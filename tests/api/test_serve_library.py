@@ -102,22 +102,33 @@ def test_a_run_whose_file_is_gone_fails_with_a_reason_and_the_pool_goes_on(serve
     assert sum(r["state"] == "ready" for r in httpx.get(f"{served.url}/api/runs").json()) == 2
 
 
-def test_a_multi_chapter_run_is_aligned_on_its_first_chapter_and_says_so(served) -> None:
+def test_a_multi_chapter_run_is_one_timeline_and_plays_as_one_file(served, tmp_path) -> None:
+    from mtbsync.io.video import probe
+
     wait_for(lambda: settled_runs(served.url, 3), what="three settled runs")
     rows = httpx.post(
         f"{served.url}/api/sql",
         json={"sql": f"SELECT name, notes FROM runs WHERE name = 'GX010101' AND run_id <> {served.gone_id}"},
     ).json()["rows"]
-    assert "2 chapters: aligned on its first chapter (GX010101.MP4)" in rows[0][1]
+    assert "2 chapters joined into one timeline" in rows[0][1]
     run = next(
         r
         for r in httpx.get(f"{served.url}/api/runs").json()
         if r["name"] == "GX010101" and r["state"] == "ready"
     )
-    media = httpx.get(f"{served.url}{run['media']['url']}", headers={"Range": "bytes=0-63"})
-    # GoPro recordings have an LRV beside them: that is what the browser gets.
-    lrv = next(served.test_library.rglob("GL010101.LRV"))
-    assert media.status_code == 206 and media.content == lrv.read_bytes()[:64]
+    chapters = sorted(served.test_library.rglob("GX0[12]0101.MP4"))
+    joined = sum(probe(c).duration for c in chapters)
+    assert run["media"]["duration"] == pytest.approx(joined, abs=0.05)
+    # The browser gets one H.264 file of the whole recording (made from the chapters' LRVs).
+    media = httpx.get(f"{served.url}{run['media']['url']}")
+    assert media.status_code == 200
+    played = tmp_path / "played.mp4"
+    played.write_bytes(media.content)
+    info = probe(played)
+    assert info.codec == "h264"
+    assert info.duration == pytest.approx(joined, abs=0.2)
+    partial = httpx.get(f"{served.url}{run['media']['url']}", headers={"Range": "bytes=0-63"})
+    assert partial.status_code == 206 and partial.content == media.content[:64]
 
 
 def test_sql_over_http_is_read_only_bounded_and_cannot_read_files(served) -> None:

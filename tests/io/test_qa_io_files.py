@@ -1,0 +1,42 @@
+"""QA regressions for atomic writes: a bad output place is one clear error, and nothing is left behind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mtbsync.cli import EXIT_USER_ERROR, app
+from mtbsync.errors import OutputError
+from mtbsync.io.files import atomic_write_text
+
+
+def test_qa_io_atomic_write_to_a_folder_is_an_output_error(tmp_path: Path) -> None:
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    (folder / "keep.txt").write_text("mine")
+    with pytest.raises(OutputError, match="is a folder"):
+        atomic_write_text(folder, "x")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["exports", "keep.txt"]
+
+
+def test_qa_io_atomic_write_below_a_file_is_an_output_error(tmp_path: Path) -> None:
+    video = tmp_path / "ride.mp4"
+    video.write_bytes(b"not touched")
+    with pytest.raises(OutputError, match="a file is in the way"):
+        atomic_write_text(video / "markers.csv", "x")
+    assert video.read_bytes() == b"not touched"
+
+
+def test_qa_cli_export_to_a_folder_is_one_red_line(tmp_path: Path) -> None:
+    markers = tmp_path / "new_markers.csv"
+    markers.write_text(
+        "name,t_ref,t_new,confidence,needs_review,colour,comment\ngap,1.0,2.0,0.9,false,,\n", encoding="utf-8"
+    )
+    result = CliRunner().invoke(
+        app, ["export", "csv", "--markers", str(markers), "--out", str(tmp_path), "--fps", "25", "--db", "none"]
+    )
+    assert result.exit_code == EXIT_USER_ERROR, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "is a folder" in result.output
