@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -170,7 +171,7 @@ def load_warp(path: str | Path) -> Warp:
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(bytes(data["meta"]).decode("utf-8"))
             t_new, t_ref, conf = data["t_new"], data["t_ref"], data["confidence"]
-    except (OSError, ValueError, KeyError, json.JSONDecodeError, EOFError):
+    except (OSError, ValueError, KeyError, json.JSONDecodeError, EOFError, zipfile.BadZipFile):
         raise WarpFileError("not a readable mtbsync warp (.npz) file", path=path) from None
     _check_version(meta, path)
     try:

@@ -31,10 +31,41 @@ _COMMANDS = (
 )
 
 
+# `mtbsync --help` in the order a rider works: card -> trails -> align -> review; aliases last.
+_PANELS = (
+    ("Cards and catalog", ("ingest", "watch", "runs", "trails", "trail", "sql", "prune")),
+    ("Align and export", ("index", "sync", "transfer", "export", "plot", "warp")),
+    ("Review", ("preview", "serve")),
+    ("Samples", ("sample", "demo")),
+    ("Kept for earlier versions", ("transfer-markers", "export-markers")),
+)
+
+
+def _order_help() -> None:
+    rank = {name: (p, i) for p, (_, names) in enumerate(_PANELS) for i, name in enumerate(names)}
+    panel = {name: title for title, names in _PANELS for name in names}
+
+    def name_of(info) -> str:
+        return info.name or info.callback.__name__.replace("_", "-")
+
+    app.registered_commands.sort(key=lambda c: rank.get(name_of(c), (len(_PANELS), 0)))
+    for info in (*app.registered_commands, *app.registered_groups):
+        info.rich_help_panel = panel.get(name_of(info), info.rich_help_panel)
+
+
+_order_help()
+
+
 def main() -> None:
     """Console entry point."""
+    message = "[red]interrupted[/] (files are written whole or not at all: run the command again)"
     try:
         app()
-    except KeyboardInterrupt:
-        err_console.print("[red]interrupted[/]")
+    except KeyboardInterrupt:  # outside a command, e.g. while starting up
+        err_console.print(message)
         sys.exit(130)
+    except SystemExit as exc:
+        # Typer turns Ctrl-C inside a command into a silent exit 130: say it once.
+        if exc.code == 130:
+            err_console.print(message)
+        raise

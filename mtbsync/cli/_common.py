@@ -137,6 +137,16 @@ def progress_bars() -> Iterator[Callable[[str, int, int | None], None]]:
         yield update
 
 
+def duration_text(seconds: float | None) -> str:
+    """A run's length as a rider reads it: ``0:06``, ``4:05``, ``1:02:03`` ('' when unknown)."""
+    if seconds is None or seconds != seconds or seconds < 0:
+        return ""
+    total = round(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
 def timings_table(timer: Any, title: str = "Stage timings") -> Table:
     table = Table(title=title, title_justify="left", show_edge=False)
     table.add_column("stage")
@@ -171,7 +181,10 @@ def alignment_table(warp: Any) -> Table:
         table.add_row("mean confidence", f"{metrics['mean_confidence']:.2f}")
     gps = metrics.get("gps")
     if gps:
-        table.add_row("GPS", str(gps.get("mode", "")))
+        mode_text = str(gps.get("mode", ""))
+        if not warp.ok:  # "aligned by vision alone" under a "not aligned" verdict reads as a contradiction
+            mode_text = mode_text.replace("aligned by vision alone", "vision alone")
+        table.add_row("GPS", mode_text)
         gps_map = gps.get("map")
         if gps_map:
             table.add_row(
@@ -180,8 +193,12 @@ def alignment_table(warp: Any) -> Table:
                 f"same trail, +-{gps_map.get('map_sigma_s_median') or 0:.2f} s; "
                 f"{gps.get('candidates', 0)} candidate pairs, {gps.get('filled_knots', 0)} knots filled",
             )
+        mode = str(gps.get("mode", ""))
         for note in gps.get("notes", []):
-            table.add_row("", f"[dim]{note}[/]")
+            # "reference: GPS off (--no-gps)" repeats what the mode line already says.
+            if str(note).split(": ", 1)[-1] in mode:
+                continue
+            table.add_row("", f"[dim]{escape(str(note))}[/]")
     return table
 
 

@@ -27,7 +27,8 @@ from mtbsync.cli._common import (
     user_errors,
 )
 from mtbsync.config import SyncConfig
-from mtbsync.errors import MtbsyncError
+from mtbsync.errors import ConfigError, MtbsyncError, OutputError
+from mtbsync.io.files import refuse_overwriting_inputs
 
 ChaptersOpt = Annotated[
     bool,
@@ -114,6 +115,15 @@ def index(
     record_results(db, f"the index of {reference.name}", lambda c: record_index(c, video, out, result, timer))
 
 
+# How each decode mode reads in a summary (decode and feature extraction overlap, so the timings table
+# shows each one's busy time).
+_DECODE_MODES = {
+    "keyframes": "from key frames only",
+    "full": "at the sampling rate",
+    "proxy": "from its GoPro .LRV proxy",
+}
+
+
 @app.command()
 def sync(
     reference: Annotated[Path, typer.Option("--reference", "-r", help="Reference run video.")],
@@ -165,6 +175,10 @@ def sync(
         config = build_config(preset_name, fast, threads, device, sample_fps=fps)
         gates = {"min_inlier_frac": min_inlier_frac, "max_p90": max_p90, "min_coverage": min_coverage}
         config = config.with_overrides(gates={k: v for k, v in gates.items() if v is not None})
+        if out.exists() and not out.is_dir():
+            raise OutputError("is a file; --out needs a folder for the sync's files", path=out)
+        if track_offset is not None and not (reference_track or new_track):
+            raise ConfigError("--track-offset applies to a --reference-track or --new-track file; none given")
         markers = read_reference_markers(reference_markers) if reference_markers else None
         reference_gps = read_track_file(reference_track) if reference_track else None
         new_gps = read_track_file(new_track) if new_track else None
@@ -192,13 +206,11 @@ def sync(
         for warning in res.report.warnings if res else []:
             err_console.print(f"[yellow]warning:[/] {warning}")
     modes = [
-        f"{label} {res.report.mode}"
+        f"{label} {_DECODE_MODES.get(res.report.mode, res.report.mode)}"
         for label, res in (("reference", result.reference), ("new", result.new))
         if res
     ]
-    console.print(
-        "Decoded: " + ", ".join(modes) + " (decode and features overlap; their times are busy times)"
-    )
+    console.print("Decoded " + ", ".join(modes) + ".", highlight=False)
     for role in ("reference", "new"):
         joined = _chapters_line(role, result.alignment.warp.meta.get(role) or {})
         if joined:
@@ -235,9 +247,15 @@ def warp(
     out: Annotated[Path, typer.Option("--out", "-o", help="Warp file to write (.npz).")] = Path("warp.npz"),
     new_duration: Annotated[float | None, typer.Option("--new-duration", help="Seconds.")] = None,
     ref_duration: Annotated[float | None, typer.Option("--ref-duration", help="Seconds.")] = None,
-    min_inlier_frac: Annotated[float | None, typer.Option("--warp-min-inlier-frac", min=0, max=1)] = None,
-    max_p90: Annotated[float | None, typer.Option("--warp-max-p90", min=0)] = None,
-    min_coverage: Annotated[float | None, typer.Option("--warp-min-coverage", min=0, max=1)] = None,
+    min_inlier_frac: Annotated[
+        float | None, typer.Option("--warp-min-inlier-frac", min=0, max=1, help="Gate: verified share.")
+    ] = None,
+    max_p90: Annotated[
+        float | None, typer.Option("--warp-max-p90", min=0, help="Gate: residual p90 (s).")
+    ] = None,
+    min_coverage: Annotated[
+        float | None, typer.Option("--warp-min-coverage", min=0, max=1, help="Gate: coverage.")
+    ] = None,
 ) -> None:
     """Fit the monotone warp to a pairs file (e.g. after editing pairs by hand)."""
     from mtbsync.pipeline import refit_warp
@@ -245,6 +263,7 @@ def warp(
     with user_errors():
         gates = {"min_inlier_frac": min_inlier_frac, "max_p90": max_p90, "min_coverage": min_coverage}
         config = SyncConfig().with_overrides(gates={k: v for k, v in gates.items() if v is not None})
+        refuse_overwriting_inputs(out, pairs)
         fitted, written = refit_warp(pairs, out, config, new_duration=new_duration, ref_duration=ref_duration)
     console.print(alignment_table(fitted))
     console.print("Wrote " + ", ".join(str(p) for p in written))
@@ -267,6 +286,7 @@ def _transfer(
     from mtbsync.timing import StageTimer
 
     with user_errors():
+        refuse_overwriting_inputs(out, reference_markers, warp_file)
         config = build_config("default", False, 0, device)
         markers = read_reference_markers(reference_markers)
         fitted = load_warp(warp_file)
@@ -288,7 +308,6 @@ def _transfer(
     if anchors:
         console.print(f"Timed {len(anchors)} markers at full frame rate in {video_label(videos[1])}")
     console.print(markers_table(transferred))
-    placed = sum(m.t_new is not None for m in transferred)
     console.print(f"{placed_summary(transferred)} -> {out}", highlight=False)
     from mtbsync.cli.store_commands import record_results
     from mtbsync.library.runs import record_transfer
@@ -309,8 +328,13 @@ def transfer(
         Path, typer.Option("--reference-markers", help="name,t_ref[,colour][,comment]")
     ],
     warp_file: Annotated[Path, typer.Option("--warp", help="warp.npz or timewarp.json from `mtbsync sync`.")],
-    out: Annotated[Path, typer.Option("--out", "-o")] = Path("new_markers.csv"),
-    review_threshold: Annotated[float, typer.Option("--review-threshold", min=0, max=1)] = 0.6,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Markers CSV to write.")] = Path("new_markers.csv"),
+    review_threshold: Annotated[
+        float,
+        typer.Option(
+            "--review-threshold", min=0, max=1, help="Markers below this confidence are flagged for review."
+        ),
+    ] = 0.6,
     refine: Annotated[
         bool,
         typer.Option("--refine/--no-refine", help="Time markers at full frame rate when the videos exist."),
@@ -326,8 +350,13 @@ def transfer(
 def transfer_markers_alias(
     ref_markers: Annotated[Path, typer.Option("--ref-markers", help="name,t_ref[,colour][,comment]")],
     timewarp_json: Annotated[Path, typer.Option("--timewarp-json", help="timewarp.json or warp.npz.")],
-    out: Annotated[Path, typer.Option("--out", "-o")] = Path("new_markers.csv"),
-    review_threshold: Annotated[float, typer.Option("--review-threshold", min=0, max=1)] = 0.6,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Markers CSV to write.")] = Path("new_markers.csv"),
+    review_threshold: Annotated[
+        float,
+        typer.Option(
+            "--review-threshold", min=0, max=1, help="Markers below this confidence are flagged for review."
+        ),
+    ] = 0.6,
     refine: Annotated[bool, typer.Option("--refine/--no-refine")] = True,
     device: DeviceOpt = "auto",
     db: DbOption = None,
@@ -340,7 +369,7 @@ def transfer_markers_alias(
 def plot(
     pairs: Annotated[Path, typer.Option("--pairs", help="pairs.csv from `mtbsync sync`.")],
     warp_file: Annotated[Path, typer.Option("--warp", help="warp.npz or timewarp.json.")],
-    out: Annotated[Path, typer.Option("--out", "-o")] = Path("alignment.png"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="PNG to write.")] = Path("alignment.png"),
     markers: Annotated[Path | None, typer.Option("--markers", help="new_markers.csv to draw.")] = None,
     truth: Annotated[Path | None, typer.Option("--truth", help="t_new,t_ref truth CSV to draw.")] = None,
 ) -> None:

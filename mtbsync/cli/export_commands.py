@@ -14,6 +14,7 @@ from mtbsync.cli._common import (
     err_console,
     user_errors,
 )
+from mtbsync.io.files import refuse_overwriting_inputs
 
 ExportFpsOpt = Annotated[
     str | None,
@@ -46,6 +47,8 @@ def _export(
     from mtbsync.library.runs import record_export
 
     with user_errors():
+        if out is not None:
+            refuse_overwriting_inputs(out, markers, video)
         result = export_markers_file(
             markers, fmt, out, fps=fps, ndf=ndf, start_timecode=start_tc, reel=reel, video=video
         )

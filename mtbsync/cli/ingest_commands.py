@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 from typing import Annotated
@@ -9,8 +10,16 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from mtbsync.cli._common import DbOption, app, console, err_console, progress_bars, user_errors
-from mtbsync.errors import ConfigError
+from mtbsync.cli._common import (
+    DbOption,
+    app,
+    console,
+    duration_text,
+    err_console,
+    progress_bars,
+    user_errors,
+)
+from mtbsync.errors import CardError, ConfigError
 
 SettleOpt = Annotated[
     float,
@@ -58,7 +67,7 @@ def outcomes_table(outcomes, title: str = "Recordings") -> Table:
             o.name,
             _STATUS_STYLE.get(o.status, o.status),
             str(o.chapters),
-            f"{o.duration_s:.1f} s" if o.duration_s is not None else "",
+            duration_text(o.duration_s),
             _gps_cell(o),
             str(o.hilights) if o.status == "new" else "",
             f"#{o.run_id}" if o.run_id is not None else "",
@@ -92,6 +101,13 @@ def ingest(
         f"{len(report.new)} new ({with_gps} with GPS, {hilights} HiLights), {len(report.known)} known, "
         f"{len(report.quarantined)} quarantined, {len(report.incomplete)} still being written -> {db_path}"
     )
+    if report.incomplete:
+        err_console.print(
+            f"[yellow]note:[/] {len(report.incomplete)} recording(s) changed in the last {settle:g} s and "
+            "may still be copying: run `mtbsync ingest` again when the copy is done (or use `mtbsync watch`)",
+            highlight=False,
+            soft_wrap=True,
+        )
     for orphan in report.orphans:
         err_console.print(f"[yellow]note:[/] {orphan} has no video beside it; ignored", highlight=False)
 
@@ -118,8 +134,30 @@ def watch(
     stop = threading.Event()
 
     def show(outcome) -> None:
-        console.print(outcomes_table([outcome], title=""))
+        # One line per recording: a table with its header for each would bury the stream.
+        parts = [_STATUS_STYLE.get(outcome.status, outcome.status)]
+        if outcome.run_id is not None:
+            parts.append(f"run #{outcome.run_id}")
+        if outcome.status == "new":
+            parts += [
+                f"{outcome.chapters} chapter{'s' if outcome.chapters != 1 else ''}",
+                duration_text(outcome.duration_s),
+                f"GPS {_gps_cell(outcome)}",
+                f"{outcome.hilights} HiLights",
+            ]
+        note = _note(outcome)
+        console.print(
+            f"{outcome.name}: " + ", ".join(p for p in parts if p) + (f" [dim]({note})[/]" if note else "")
+        )
 
+    # watchfiles logs its own "KeyboardInterrupt caught" warning on Ctrl-C; "stopped" says it once.
+    logging.getLogger("watchfiles").setLevel(logging.ERROR)
+    with user_errors():
+        # Check the folder before creating a catalog or saying "Watching".
+        if not folder.exists():
+            raise CardError("folder not found", path=folder)
+        if not folder.is_dir():
+            raise CardError("is not a folder (give the folder card dumps are copied into)", path=folder)
     with user_errors(), Catalog.open(_catalog_path(db)) as catalog:
         console.print(f"Watching {folder} -> {catalog.path} (Ctrl-C to stop)")
         try:

@@ -32,8 +32,10 @@ FROM splits WHERE trail = 'Demo trail' AND NOT is_reference ORDER BY split_no
 @app.command()
 def sample(
     out: Annotated[Path, typer.Argument(help="Folder for the generated pair.")] = Path("sample"),
-    duration: Annotated[float, typer.Option("--duration", min=4)] = 30.0,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    duration: Annotated[
+        float, typer.Option("--duration", min=4, help="Seconds of the reference run.")
+    ] = 30.0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the generated trail.")] = 0,
     different_trail: Annotated[bool, typer.Option("--different-trail", help="A pair of two trails.")] = False,
 ) -> None:
     """Generate a sample pair (reference + time-warped new run) with known truth."""
@@ -48,7 +50,9 @@ def sample(
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Working folder.")] = Path("demo_out"),
-    duration: Annotated[float, typer.Option("--duration", min=6)] = 30.0,
+    duration: Annotated[
+        float, typer.Option("--duration", min=6, help="Seconds of the reference run.")
+    ] = 30.0,
     threads: ThreadsOpt = 0,
 ) -> None:
     """Generate a sample pair, run index -> sync -> transfer into a catalog, and score the markers."""

@@ -7,7 +7,7 @@ to the file opened read-only; writes need the file itself (see `mtbsync.store.se
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -68,11 +68,17 @@ def _open_for_write(db: Path | None) -> Any:
     return Catalog.open(path)
 
 
+def _rows(n: int) -> str:
+    return "1 row" if n == 1 else f"{n} rows"
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return "[dim]-[/]"
     if isinstance(value, float):
         return f"{value:.6g}"
+    if isinstance(value, datetime):  # microseconds are noise on a terminal (CSV/JSON keep them)
+        return value.isoformat(sep=" ", timespec="seconds")
     return str(value)
 
 
@@ -111,13 +117,13 @@ def _emit(frame: Any, fmt: str, out: Path | None, title: str | None = None) -> N
         if out is None:
             raise CatalogError("--format parquet needs --out FILE")
         atomic_write_bytes(out, lambda fh: frame.write_parquet(fh))
-        console.print(f"Wrote {len(frame)} rows -> {out}", highlight=False)
+        console.print(f"Wrote {_rows(len(frame))} -> {out}", highlight=False)
         return
     if fmt == "table":
         if out is not None:
             raise CatalogError("--out needs --format csv, json or parquet")
         console.print(frame_table(frame, title))
-        console.print(f"[dim]{len(frame)} rows[/]", highlight=False)
+        console.print(f"[dim]{_rows(len(frame))}[/]", highlight=False)
         return
     from mtbsync.store.service_file import frame_to_rows
 
@@ -131,7 +137,7 @@ def _emit(frame: Any, fmt: str, out: Path | None, title: str | None = None) -> N
         text = _flat(frame).write_csv()
     if out is not None:
         atomic_write_text(out, text)
-        console.print(f"Wrote {len(frame)} rows -> {out}", highlight=False)
+        console.print(f"Wrote {_rows(len(frame))} -> {out}", highlight=False)
     else:
         typer.echo(text, nl=False)
 
@@ -168,7 +174,56 @@ def runs(
     from mtbsync.store.queries import runs_sql
 
     with user_errors():
-        _emit(_read(db, runs_sql(trail), 10_000), fmt, out, "Runs")
+        frame = _read(db, runs_sql(trail), 10_000)
+        if fmt.lower() == "table" and out is None and len(frame):
+            # The raw view is for CSV/JSON; on the terminal a run reads as a rider says it.
+            console.print(runs_table(frame))
+            console.print(f"[dim]{len(frame)} runs[/]", highlight=False)
+            return
+        _emit(frame, fmt, out, "Runs")
+
+
+def runs_table(frame: Any) -> Table:
+    """The runs view as a concise table: minutes, m:ss lengths, the reference starred."""
+    from mtbsync.cli._common import duration_text
+
+    table = Table(title="Runs", title_justify="left", show_edge=False)
+    for column in ("#", "run", "trail", "ridden", "length", "markers", "aligned"):
+        table.add_column(
+            column,
+            justify="right" if column in ("#", "length") else "left",
+            no_wrap=column in ("#", "ridden", "length"),
+        )
+    for row in frame.iter_rows(named=True):
+        ridden = row.get("ridden_at")
+        ridden_text = ridden.strftime("%Y-%m-%d %H:%M") if hasattr(ridden, "strftime") else str(ridden or "")
+        trail = row.get("trail") or "[dim]-[/]"
+        if row.get("is_reference"):
+            trail += " [bold]*[/]"
+        markers = str(row.get("markers") or 0)
+        if row.get("needs_review"):
+            markers += f" [yellow]({row['needs_review']} to review)[/]"
+        if row.get("hilights"):
+            markers += f" [dim]+{row['hilights']} HiLights[/]"
+        aligned, coverage = row.get("aligned"), row.get("coverage")
+        if aligned is None:
+            aligned_text = "[dim]-[/]"
+        elif aligned:
+            aligned_text = "[green]yes[/]" + (f" {coverage:.0%}" if coverage is not None else "")
+        else:
+            aligned_text = "[red]no[/]"
+        table.add_row(
+            str(row["run_id"]),
+            str(row["run"]),
+            trail,
+            ridden_text,
+            duration_text(row.get("duration_s")),
+            markers,
+            aligned_text,
+        )
+    table.caption = "* the trail's reference run; --format csv/json for every column"
+    table.caption_justify = "left"
+    return table
 
 
 @app.command()
@@ -249,7 +304,11 @@ def trail_set_reference(
     for item in done:
         verdict = "[green]aligned[/]" if item.ok else f"[red]not aligned[/]: {item.reason}"
         console.print(f"run #{item.run_id}: {verdict}")
-    console.print(f"Reference of {trail} is now {run} ({len(done)} runs re-aligned)", highlight=False)
+    aligned = sum(item.ok for item in done)
+    console.print(
+        f"Reference of {trail} is now {run} ({aligned} of {len(done)} other runs aligned to it)",
+        highlight=False,
+    )
 
 
 @trail_app.command("assign")

@@ -199,7 +199,9 @@ def watch_folder(
     Raises:
         CardError: ``root`` is missing or not a folder.
     """
-    root = Path(root)
+    # Absolute (not resolved: symlinks kept): OS events name absolute paths, and the initial listing
+    # must name each file the same way or a file is tracked (and handed over) twice.
+    root = Path(os.path.abspath(Path(root).expanduser()))
     if not root.is_dir():
         raise CardError("folder to watch not found or not a folder", path=root)
     tracker = CompletenessTracker(settle_s, give_up_s)

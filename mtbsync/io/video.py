@@ -19,6 +19,7 @@ import logging
 import math
 import os
 import queue
+import re
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import closing
@@ -315,7 +316,10 @@ def _reset_hardware_decoding() -> None:
 
 
 def _short(exc: BaseException) -> str:
+    """FFmpeg's reason in a few words: no errno, no repeated file name."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = re.sub(r"^\[Errno -?\d+\]\s*", "", text)
+    text = re.sub(r":\s*'[^']*'$", "", text)  # PyAV appends the path, which the message names already
     return text[:160]
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -459,7 +460,9 @@ def watch_and_ingest(
     Raises:
         CardError: ``root`` is missing or not a folder.
     """
-    root = Path(root)
+    # The same absolute form as `watch_folder` hands over, so the scan's paths match the ready ones
+    # (a relative folder such as `mtbsync watch dumps` matched nothing and ingested nothing).
+    root = Path(os.path.abspath(Path(root).expanduser()))
     complete: dict[Path, FileState] = {}
     waiting: dict[str, float] = {}  # recording key -> monotonic deadline for a next chapter
 

@@ -408,7 +408,23 @@ class Realigned:
 
 
 def _resolve_run(catalog: Catalog, run: int | str) -> int:
-    found = catalog.run_by_name(str(run))
+    name = str(run)
+    if not name.isdigit():
+        # Runs recorded from the command line are named by file stem: many are called "new".
+        same = [
+            r[0]
+            for r in catalog.execute(
+                "SELECT run_id FROM runs WHERE name = ? ORDER BY run_id DESC", [name]
+            ).fetchall()
+        ]
+        if len(same) > 1:
+            ids = ", ".join(f"#{i}" for i in same[:5]) + (", ..." if len(same) > 5 else "")
+            raise CatalogError(
+                f"{len(same)} runs are called {name!r} ({ids}); give the run's number instead "
+                "(see `mtbsync runs`)",
+                path=catalog.path,
+            )
+    found = catalog.run_by_name(name)
     if found is None:
         raise CatalogError(f"no run {run!r} in the catalog (see `mtbsync runs`)", path=catalog.path)
     return found
@@ -501,6 +517,8 @@ def set_reference(
     trail_id = _resolve_trail(catalog, trail)
     run_id = _resolve_run(catalog, run)
     markers = reference_markers_of(catalog, run_id)
+    # Find the new reference's video before switching: a moved video must leave the trail as it was.
+    ref_video = _video_of(catalog, run_id) if realign else None
     with catalog.transaction():
         catalog.set_reference_run(trail_id, run_id)
         if markers and not len(catalog.markers(run_id, source="manual")):
@@ -510,7 +528,7 @@ def set_reference(
     config = config or SyncConfig()
     timer = timer or StageTimer()
     out_root = Path(out_root) if out_root is not None else catalog.path.parent / "alignments"
-    ref_video = _video_of(catalog, run_id)
+    ref_video = ref_video or _video_of(catalog, run_id)
     index_file = catalog.latest_index(run_id)
     if not index_matches(index_file, ref_video):
         index_file = None  # built from other files (e.g. one chapter): sync indexes the reference anew

@@ -128,7 +128,7 @@ def _thumbnail(path: Path, seed: int) -> Path:
     ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 70])
     if not ok:  # pragma: no cover - OpenCV always encodes a plain BGR image
         raise ConfigError("could not encode a thumbnail")
-    atomic_write_bytes(path, lambda fh: fh.write(jpeg.tobytes()))
+    atomic_write_bytes(path, lambda fh: fh.write(jpeg.tobytes()), replace_media=True)
     return path
 
 
@@ -300,11 +300,11 @@ def build_sd_card(
             seed=seed * 100 + 30,
         )
         data = good.read_bytes()
-        atomic_write_bytes(good, lambda fh: fh.write(data[: int(len(data) * 0.6)]))
+        atomic_write_bytes(good, lambda fh: fh.write(data[: int(len(data) * 0.6)]), replace_media=True)
         extras["truncated"] = good
     if zero_length:
         empty = dcim / "GX010105.MP4"
-        atomic_write_bytes(empty, lambda fh: None)
+        atomic_write_bytes(empty, lambda fh: None, replace_media=True)
         extras["zero_length"] = empty
     if no_telemetry:
         video, _, _ = _chapter(

@@ -172,4 +172,4 @@ def write_gpx(path: str | Path, track: GpsTrack, *, name: str = "track") -> Path
         )
     trk.segments.append(seg)
     gpx.tracks.append(trk)
-    return atomic_write_text(path, gpx.to_xml(version="1.1"))
+    return atomic_write_text(path, gpx.to_xml(version="1.1"), replace_media=True)

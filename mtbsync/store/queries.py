@@ -126,7 +126,7 @@ def runs_sql(trail: str | None = None) -> str:
     where = f"WHERE trail = {sql_literal(trail)} " if trail else ""
     return (
         "SELECT run_id, run, trail, is_reference, ridden_at, round(duration_s, 1) AS duration_s, "
-        "round(marker_span_s, 2) AS marker_span_s, markers, needs_review, aligned, "
+        "round(marker_span_s, 2) AS marker_span_s, markers, needs_review, hilights, aligned, "
         "round(coverage, 2) AS coverage, round(mean_confidence, 2) AS confidence "
         f"FROM run_summary {where}ORDER BY ridden_at DESC, run_id DESC"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -63,3 +64,65 @@ def test_qa_cli_trail_create_never_claims_a_reference_it_did_not_set(tmp_path: P
     assert same.exit_code == EXIT_OK and "already exists" in same.output
     with Catalog.open(db, read_only=True) as catalog:
         assert catalog.trail(catalog.trail_id("Hill"))["reference_run_id"] == first
+
+
+def test_qa_cli_runs_table_reads_like_a_rider(tmp_path: Path) -> None:
+    db = tmp_path / "c.duckdb"
+    with Catalog.open(db) as catalog:
+        catalog.record_video_run(
+            "v1",
+            "/v/long.mp4",
+            name="long",
+            duration_s=245.4,
+            started_utc=datetime(2026, 5, 1, 10, 7, 33, 123456),
+        )
+    result = runner.invoke(app, ["runs", "--db", str(db)], env={"COLUMNS": "120"})
+    assert result.exit_code == EXIT_OK, result.output
+    row = next(line for line in result.output.splitlines() if "long" in line)
+    assert "4:05" in row and "2026-05-01 10:07" in row
+    assert "245.4" not in result.output and "33.123456" not in result.output
+    as_csv = runner.invoke(app, ["runs", "--db", str(db), "--format", "csv"])
+    assert as_csv.output.splitlines()[1].split(",")[5] == "245.4"  # machine formats keep the raw values
+
+
+def test_qa_cli_an_ambiguous_run_name_is_refused(tmp_path: Path) -> None:
+    db = tmp_path / "c.duckdb"
+    with Catalog.open(db) as catalog:
+        first = catalog.record_video_run("a", "/trail1/new.mp4", name="new")
+        catalog.record_video_run("b", "/trail2/new.mp4", name="new")
+        catalog.create_trail("Hill")
+    result = runner.invoke(app, ["trail", "assign", "new", "--trail", "Hill", "--db", str(db)])
+    assert result.exit_code == EXIT_USER_ERROR, result.output
+    assert "2 runs are called 'new'" in result.output
+    by_number = runner.invoke(app, ["trail", "assign", str(first), "--trail", "Hill", "--db", str(db)])
+    assert by_number.exit_code == EXIT_OK, by_number.output
+    with Catalog.open(db, read_only=True) as catalog:
+        assert catalog.run(first)["trail_id"] == catalog.trail_id("Hill")
+
+
+def test_qa_cli_tables_show_times_to_the_second(tmp_path: Path) -> None:
+    db = tmp_path / "c.duckdb"
+    with Catalog.open(db) as catalog:
+        run = catalog.record_video_run(
+            "v1", "/v/a.mp4", name="a", started_utc=datetime(2026, 5, 1, 10, 7, 33, 123456)
+        )
+        catalog.create_trail("Hill", reference_run_id=run)
+    table = runner.invoke(app, ["trails", "--db", str(db)], env={"COLUMNS": "120"})
+    assert table.exit_code == EXIT_OK, table.output
+    assert "2026-05-01 10:07:33" in table.output and ".123456" not in table.output
+    as_json = runner.invoke(app, ["trails", "--db", str(db), "--format", "json"])
+    assert "10:07:33.123456" in as_json.output
+
+
+def test_qa_set_reference_to_a_moved_video_leaves_the_trail_as_it_was(tmp_path: Path) -> None:
+    from mtbsync.library.runs import set_reference
+
+    db = tmp_path / "c.duckdb"
+    with Catalog.open(db) as catalog:
+        first = catalog.record_video_run("a", tmp_path / "gone-a.mp4", name="a")
+        second = catalog.record_video_run("b", tmp_path / "gone-b.mp4", name="b")
+        trail = catalog.create_trail("Hill", reference_run_id=first)
+        catalog.assign_run(second, trail)
+        with pytest.raises(CatalogError, match="not at"):
+            set_reference(catalog, "Hill", "b")
+        assert catalog.trail(trail)["reference_run_id"] == first
