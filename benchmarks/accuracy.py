@@ -219,7 +219,7 @@ class Tool:
     @staticmethod
     def _gps_args(pair: Pair, gps: bool) -> list[str]:
         if gps and pair.ref_gpx and pair.new_gpx:
-            return ["--ref-gpx", pair.ref_gpx, "--new-gpx", pair.new_gpx]
+            return ["--reference-track", pair.ref_gpx, "--new-track", pair.new_gpx]
         return []
 
 
@@ -518,7 +518,9 @@ def main(argv: list[str] | None = None) -> int:
         "--anchor-shim", action="store_true", help="run the anchor through _anchor_shim.py (index dtype fix)"
     )
     parser.add_argument("--fps", type=float, default=3.0, help="keyframes per second for index/sync")
-    parser.add_argument("--gps", action="store_true", help="pass --ref-gpx/--new-gpx where a pair has GPX")
+    parser.add_argument(
+        "--gps", action="store_true", help="pass --reference-track/--new-track where a pair has GPX"
+    )
     parser.add_argument("--extra-index-args", default="", help="appended to the index command")
     parser.add_argument("--extra-sync-args", default="", help="appended to the sync command")
     parser.add_argument("--timeout", type=float, default=1200.0, help="seconds per step")
