@@ -8,6 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# ``log.warning(..., extra=IN_RESULT)``: the warning is also in what the call returns (a decode
+# report's warnings, an alignment's GPS notes, a re-alignment's reason). A front end that shows the
+# result hides such records while it runs the call (`mtbsync.cli._common.results_shown`), so the
+# rider reads each warning once; everywhere else (the service, a script) they are logged as usual.
+IN_RESULT = {"mtbsync_in_result": True}
+
 
 class MtbsyncError(Exception):
     """Base class of every error mtbsync raises on purpose.

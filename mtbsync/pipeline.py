@@ -25,6 +25,7 @@ from mtbsync.align.path import KeyframePath, monotone_path
 from mtbsync.align.refine import interpolate_located, refine_reference_times
 from mtbsync.align.warp import Warp, save_warp, write_timewarp_json
 from mtbsync.config import SyncConfig
+from mtbsync.errors import IN_RESULT
 from mtbsync.features.index import THUMB_SIZE, FeatureIndex, load_index, save_index
 from mtbsync.features.orb import OrbExtractor
 from mtbsync.gpu import backend_name
@@ -435,7 +436,9 @@ def align_indexes(
         # The band rests on the tracks' timing (a wrong track offset shifts it): when vision finds no
         # consistent path inside it, GPS must not be what makes the runs "not aligned".
         log.warning(
-            "no consistent visual path inside the GPS band (%s); retrying by vision alone", warp.reason
+            "no consistent visual path inside the GPS band (%s); retrying by vision alone",
+            warp.reason,
+            extra=IN_RESULT,
         )
         why = "the GPS map disagreed with vision (check the track offset)"
         fallback = align_indexes(
@@ -795,8 +798,11 @@ def resolve_run_gps(
                 "%s: %s; the track is assumed to start with the video (set --track-offset)",
                 video_label(video),
                 estimate.describe(),
+                extra=IN_RESULT,
             )
-            notes.append(f"{label}: {estimate.describe()}; assumed to start with the video")
+            notes.append(
+                f"{label}: {estimate.describe()}; assumed to start with the video (set --track-offset)"
+            )
     else:
         notes.append(f"{label}: GPS given ({track.source})")
     return track, notes

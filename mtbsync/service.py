@@ -188,22 +188,37 @@ def preview_app(
 
 
 def preview_files(
-    reference: str | Path,
-    new: str | Path,
+    reference: str | Path | Sequence[str | Path],
+    new: str | Path | Sequence[str | Path],
     warp: str | Path,
     *,
     new_markers: str | Path | None = None,
     reference_markers: str | Path | None = None,
     out_dir: str | Path | None = None,
 ) -> PreviewFiles:
-    """`PreviewFiles` from paths (strings welcome)."""
+    """`PreviewFiles` from paths (strings welcome).
+
+    Args:
+        reference: The reference run's video, or its chapter files in timeline order.
+        new: The new run's video, or its chapter files in timeline order.
+        warp: warp.npz or timewarp.json.
+        new_markers: new_markers.csv, if any.
+        reference_markers: The reference run's markers CSV, if any.
+        out_dir: Folder for edits (default: beside the new video).
+
+    Raises:
+        MediaError: A run given as an empty list of files.
+    """
 
     def opt(p: Any) -> Path | None:
         return Path(p) if p is not None else None
 
+    def run(video: str | Path | Sequence[str | Path]) -> Path | tuple[Path, ...]:
+        return Path(video) if isinstance(video, str | Path) else tuple(Path(p) for p in video)
+
     return PreviewFiles(
-        reference=Path(reference),
-        new=Path(new),
+        reference=run(reference),
+        new=run(new),
         warp=Path(warp),
         new_markers=opt(new_markers),
         reference_markers=opt(reference_markers),

@@ -9,7 +9,8 @@ go to an mtbsync-owned folder (``--out``, default ``<new video>.mtbsync/`` besid
 - ``reviewed_markers.csv``: the markers in new_markers.csv format (for ``mtbsync export``);
 - ``exports/``: files downloaded from the dashboard; ``proxies/``: H.264 copies for the browser.
 
-Every file is written atomically.
+Every file is written atomically. A run recorded in GoPro chapters is given as its chapter files in
+order: the browser plays one joined proxy, and durations, edits and exports are on the joined timeline.
 """
 
 from __future__ import annotations
@@ -36,11 +37,11 @@ from mtbsync.api.schemas import (
     SqlOut,
 )
 from mtbsync.api.source import Publish, alignment_view, confine, markers_view
-from mtbsync.errors import ConfigError, ConflictError, NotFoundError
+from mtbsync.errors import ConfigError, ConflictError, MediaError, NotFoundError
 from mtbsync.export import FORMATS, ExportOptions, FrameRate, export_markers
 from mtbsync.io.files import atomic_write_text
 from mtbsync.io.proxy import playable_video
-from mtbsync.io.video import VideoInfo, find_proxy, probe
+from mtbsync.io.video import VideoInfo, chapter_paths, find_proxy, probe, video_label
 from mtbsync.markers import (
     Marker,
     TransferredMarker,
@@ -63,25 +64,51 @@ class PreviewFiles:
     """The files of one preview.
 
     Attributes:
-        reference: The reference run's video.
-        new: The new run's video.
+        reference: The reference run's video, or its chapter files in order (GX01..., GX02...).
+        new: The new run's video, or its chapter files in order.
         warp: warp.npz or timewarp.json from ``mtbsync sync``.
         new_markers: new_markers.csv (transferred markers), if any.
         reference_markers: The reference run's markers CSV, if any.
-        out_dir: Where edits are written (default: ``<new video>.mtbsync/`` beside the new video).
+        out_dir: Where edits are written (default: ``<new video>.mtbsync/`` beside the new video, or
+            beside its first chapter).
+
+    A one-file sequence is stored as that file, several as a tuple of paths.
+
+    Raises:
+        MediaError: A run given as an empty list of files.
     """
 
-    reference: Path
-    new: Path
+    reference: Path | tuple[Path, ...]
+    new: Path | tuple[Path, ...]
     warp: Path
     new_markers: Path | None = None
     reference_markers: Path | None = None
     out_dir: Path | None = None
 
+    def __post_init__(self) -> None:
+        for role in ("reference", "new"):
+            paths = chapter_paths(getattr(self, role))
+            if not paths:
+                raise MediaError(f"no video files given for the {role} run")
+            object.__setattr__(self, role, paths[0] if len(paths) == 1 else paths)
+
+    @property
+    def reference_chapters(self) -> tuple[Path, ...]:
+        """The reference run's files in timeline order (one for a single file)."""
+        return chapter_paths(self.reference)
+
+    @property
+    def new_chapters(self) -> tuple[Path, ...]:
+        """The new run's files in timeline order (one for a single file)."""
+        return chapter_paths(self.new)
+
     @property
     def output_dir(self) -> Path:
         """The folder edits go to."""
-        return self.out_dir if self.out_dir is not None else self.new.with_name(self.new.name + ".mtbsync")
+        if self.out_dir is not None:
+            return self.out_dir
+        first = self.new_chapters[0]
+        return first.with_name(first.name + ".mtbsync")
 
 
 class PreviewSource:
@@ -132,8 +159,8 @@ class PreviewSource:
         inputs = {
             p.resolve()
             for p in (
-                self.files.reference,
-                self.files.new,
+                *self.files.reference_chapters,
+                *self.files.new_chapters,
                 self.files.warp,
                 self.files.new_markers,
                 self.files.reference_markers,
@@ -241,7 +268,7 @@ class PreviewSource:
             if run_id == REFERENCE_ID:
                 return RunOut(
                     id=REFERENCE_ID,
-                    name=self.files.reference.name,
+                    name=video_label(self.files.reference),
                     state="ready",
                     is_reference=True,
                     duration=round(self.ref_info.duration, 3),
@@ -259,7 +286,7 @@ class PreviewSource:
             )
             return RunOut(
                 id=RUN_ID,
-                name=self.files.new.name,
+                name=video_label(self.files.new),
                 reference_id=REFERENCE_ID,
                 state=state,  # type: ignore[arg-type]
                 reason=reason,
@@ -413,8 +440,8 @@ class PreviewSource:
         state = {
             "kind": "mtbsync.review",
             "schema_version": REVIEW_SCHEMA_VERSION,
-            "reference": str(self.files.reference.resolve()),
-            "new": str(self.files.new.resolve()),
+            "reference": _paths_text(self.files.reference_chapters),
+            "new": _paths_text(self.files.new_chapters),
             "new_identity": self.new_info.identity,
             "warp": str(self.files.warp.resolve()),
             "anchors": [list(a) for a in self.anchors],
@@ -441,21 +468,22 @@ class PreviewSource:
         if spec is None:
             raise NotFoundError(f"no export format {fmt!r} (one of {', '.join(FORMATS)})")
         info = self.new_info
+        chapters = self.files.new_chapters
+        stem = chapters[0].stem
+        # A recording of chapters keeps its joined timeline, as `mtbsync export` does: no one file
+        # is the clip, so the XML formats link none and the title says the chapters are joined.
+        joined = len(chapters) > 1
         options = ExportOptions(
             rate=FrameRate.from_fraction(info.fps),
-            title=self.files.new.stem,
-            video_path=self.files.new.resolve(),
+            title=f"{stem} + {len(chapters) - 1} chapters joined" if joined else stem,
+            video_path=None if joined else chapters[0].resolve(),
             video_duration=info.duration if info.duration > 0 else None,
             video_size=(info.width, info.height),
         )
         with self._lock:
             markers = [_transferred(m) for m in self._markers]
         suffix = ".markers.csv" if spec.name == "csv" else spec.suffix
-        name = (
-            f"{self.files.new.stem}.{spec.name}{suffix}"
-            if spec.name == "resolve-edl"
-            else self.files.new.stem + suffix
-        )
+        name = f"{stem}.{spec.name}{suffix}" if spec.name == "resolve-edl" else stem + suffix
         result = export_markers(markers, spec.name, self.out_dir / "exports" / name, options)
         return result.path
 
@@ -464,9 +492,9 @@ class PreviewSource:
         if media_id not in self._media:
             raise NotFoundError(f"no media {media_id!r}")
         path, _ = self._media[media_id]
-        playable = playable_video(path, self.cache_dir)
-        roots = [self.files.reference, self.files.new, self.cache_dir]
-        roots += [p for p in (find_proxy(self.files.reference), find_proxy(self.files.new)) if p is not None]
+        playable = playable_video(path, self.cache_dir)  # chapters: one proxy of the joined timeline
+        videos = [*self.files.reference_chapters, *self.files.new_chapters]
+        roots = [*videos, self.cache_dir, *(p for p in map(find_proxy, videos) if p is not None)]
         return confine(playable, roots)
 
     def run_sql(self, sql: str, max_rows: int) -> SqlOut:
@@ -479,6 +507,12 @@ class PreviewSource:
 
 def _no_publish(event: str, data: dict[str, Any]) -> None:
     return None
+
+
+def _paths_text(paths: tuple[Path, ...]) -> str | list[str]:
+    """A run's files for review.json: the path of one file, the list of a recording's chapters."""
+    texts = [str(p.resolve()) for p in paths]
+    return texts[0] if len(texts) == 1 else texts
 
 
 def _marker_out(k: int, m: TransferredMarker) -> MarkerOut:

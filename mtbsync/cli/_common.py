@@ -22,7 +22,7 @@ from rich.table import Table
 
 from mtbsync import __version__
 from mtbsync.config import SyncConfig, preset
-from mtbsync.errors import MtbsyncError
+from mtbsync.errors import IN_RESULT, MtbsyncError
 
 EXIT_OK, EXIT_USER_ERROR, EXIT_NOT_ALIGNED = 0, 1, 3
 
@@ -75,12 +75,39 @@ def _main(
     if no_gpu:
         # The library reads this everywhere a GPU could be touched: matching backend, NVDEC, NVML.
         os.environ["MTBSYNC_NO_GPU"] = "1"
+    handler = RichHandler(console=err_console, show_time=False, show_path=False)
+    handler.addFilter(_unless_in_result)
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(message)s",
-        handlers=[RichHandler(console=err_console, show_time=False, show_path=False)],
+        handlers=[handler],
         force=True,
     )
+
+
+# Open `results_shown` blocks: while one runs, log records marked `IN_RESULT` are not printed.
+_showing_results = 0
+
+
+def _unless_in_result(record: logging.LogRecord) -> bool:
+    """Logging filter: False (drop) for a record the running command prints itself from the result."""
+    return not (_showing_results and any(getattr(record, key, False) for key in IN_RESULT))
+
+
+@contextmanager
+def results_shown() -> Iterator[None]:
+    """Run a library call whose result's warnings the command prints: each warning then shows once.
+
+    The library logs some warnings and also returns them (decode reports, GPS notes, re-alignment
+    reasons; marked with `mtbsync.errors.IN_RESULT`); inside this block the log line is left out.
+    A counter, not a context variable: the records come from the pipeline's worker threads too.
+    """
+    global _showing_results
+    _showing_results += 1
+    try:
+        yield
+    finally:
+        _showing_results -= 1
 
 
 @contextmanager
@@ -198,21 +225,33 @@ def alignment_table(warp: Any) -> Table:
             # "reference: GPS off (--no-gps)" repeats what the mode line already says.
             if str(note).split(": ", 1)[-1] in mode:
                 continue
-            table.add_row("", f"[dim]{escape(str(note))}[/]")
+            # A track offset left unapplied is a warning (shown here only, not logged again).
+            style = "yellow" if "NOT applied" in str(note) else "dim"
+            table.add_row("", f"[{style}]{escape(str(note))}[/]")
     return table
 
 
+def clock_text(seconds: float) -> str:
+    """A moment in a video as an editor reads it: ``0:05.250``, ``1:05.250``, ``1:02:03.500``."""
+    millis = round(max(seconds, 0.0) * 1000)
+    hours, rest = divmod(millis, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    secs, ms = divmod(rest, 1000)
+    return f"{hours}:{minutes:02d}:{secs:02d}.{ms:03d}" if hours else f"{minutes}:{secs:02d}.{ms:03d}"
+
+
 def markers_table(markers: list[Any]) -> Table:
+    """Markers with their times as m:ss.fff (the CSV files keep seconds)."""
     table = Table(title="Markers", title_justify="left", show_edge=False)
     for column in ("name", "t_ref", "t_new", "confidence", "review"):
         table.add_column(column, justify="right" if column.startswith(("t_", "conf")) else "left")
     for m in markers:
         if m.t_new is None:
             # Not placed is not "review": there is nothing in the new run to check.
-            table.add_row(m.name, f"{m.t_ref:.3f}", "-", "-", "[dim]not placed[/]")
+            table.add_row(m.name, clock_text(m.t_ref), "-", "-", "[dim]not placed[/]")
             continue
         review = "[yellow]review[/]" if m.needs_review else ""
-        table.add_row(m.name, f"{m.t_ref:.3f}", f"{m.t_new:.3f}", f"{m.confidence:.2f}", review)
+        table.add_row(m.name, clock_text(m.t_ref), clock_text(m.t_new), f"{m.confidence:.2f}", review)
     return table
 
 

@@ -23,6 +23,7 @@ from mtbsync.cli._common import (
     markers_table,
     placed_summary,
     progress_bars,
+    results_shown,
     timings_table,
     user_errors,
 )
@@ -40,7 +41,7 @@ ChaptersOpt = Annotated[
 ]
 
 
-def _run_video(video: Path, join: bool) -> Path | list[Path]:
+def run_video(video: Path, join: bool) -> Path | list[Path]:
     """``video`` alone, or with the later chapters of its recording (notes on gaps are printed)."""
     if not join:
         return video
@@ -52,7 +53,7 @@ def _run_video(video: Path, join: bool) -> Path | list[Path]:
     return list(chapters) if len(chapters) > 1 else video
 
 
-def _chapters_line(role: str, facts: dict) -> str | None:
+def chapters_line(role: str, facts: dict) -> str | None:
     """``reference GX010123.MP4: 3 chapters joined (12:04)`` for a recording of chapters, else None."""
     chapters = facts.get("chapters") or []
     if len(chapters) < 2:
@@ -95,13 +96,13 @@ def index(
             prefer_proxy=proxy,
             mode="keyframes" if keyframes_only else None,
         )
-        video = _run_video(reference, chapters)
+        video = run_video(reference, chapters)
         timer = StageTimer()
-        with progress_bars() as progress:
+        with results_shown(), progress_bars() as progress:
             result = build_index(video, out, config, timer=timer, progress=progress)
     for warning in result.report.warnings:
         err_console.print(f"[yellow]warning:[/] {warning}")
-    joined = _chapters_line("reference", result.index.video)
+    joined = chapters_line("reference", result.index.video)
     if joined:
         console.print(joined, highlight=False)
     console.print(
@@ -182,9 +183,9 @@ def sync(
         markers = read_reference_markers(reference_markers) if reference_markers else None
         reference_gps = read_track_file(reference_track) if reference_track else None
         new_gps = read_track_file(new_track) if new_track else None
-        reference_video, new_video = _run_video(reference, chapters), _run_video(new, chapters)
+        reference_video, new_video = run_video(reference, chapters), run_video(new, chapters)
         timer = StageTimer()
-        with progress_bars() as progress:
+        with results_shown(), progress_bars() as progress:
             result = run_sync(
                 reference_video,
                 new_video,
@@ -212,7 +213,7 @@ def sync(
     ]
     console.print("Decoded " + ", ".join(modes) + ".", highlight=False)
     for role in ("reference", "new"):
-        joined = _chapters_line(role, result.alignment.warp.meta.get(role) or {})
+        joined = chapters_line(role, result.alignment.warp.meta.get(role) or {})
         if joined:
             console.print(joined, highlight=False)
     console.print(timings_table(timer))

@@ -42,8 +42,12 @@ def _catalog_path(db: Path | None) -> Path | None:
     return db
 
 
+# Statuses whose duration, GPS and HiLights are known (read now, or from the catalog).
+_RECORDED = ("new", "known")
+
+
 def _gps_cell(outcome) -> str:
-    if outcome.status not in ("new",):
+    if outcome.status not in _RECORDED:
         return ""
     if outcome.gps:
         return f"[green]yes[/] ({outcome.gps_source.split(':')[-1] if outcome.gps_source else '?'})"
@@ -69,7 +73,7 @@ def outcomes_table(outcomes, title: str = "Recordings") -> Table:
             str(o.chapters),
             duration_text(o.duration_s),
             _gps_cell(o),
-            str(o.hilights) if o.status == "new" else "",
+            str(o.hilights) if o.status in _RECORDED else "",
             f"#{o.run_id}" if o.run_id is not None else "",
             _note(o),
             style="dim" if o.status in ("known", "duplicate") else None,

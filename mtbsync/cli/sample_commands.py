@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -27,6 +27,11 @@ SELECT from_marker || ' -> ' || to_marker AS split, round(split_s, 2) AS "new ru
        round(reference_split_s, 2) AS "reference s", round(delta_s, 2) AS "delta s"
 FROM splits WHERE trail = 'Demo trail' AND NOT is_reference ORDER BY split_no
 """
+
+
+def splits_table(splits: Any) -> Table:
+    """The demo's splits (seconds, two decimals throughout)."""
+    return frame_table(splits, title="Splits against the reference run (SQL view `splits`)", decimals=2)
 
 
 @app.command()
@@ -117,7 +122,7 @@ def demo(
             f"missed {s['missed']}"
         )
     if splits.height:
-        console.print(frame_table(splits, title="Splits against the reference run (SQL view `splits`)"))
+        console.print(splits_table(splits))
     console.print(f"Outputs in {out}/sync (alignment.png, new_markers.csv, timewarp.json)")
     console.print(f'Catalog: {db_path}  (try: mtbsync sql --db {db_path} "SELECT * FROM run_summary")')
     raise typer.Exit(EXIT_OK if result.alignment.warp.ok else EXIT_NOT_ALIGNED)

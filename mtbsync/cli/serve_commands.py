@@ -22,6 +22,7 @@ from mtbsync.cli._common import (
     timings_table,
     user_errors,
 )
+from mtbsync.cli.align_commands import ChaptersOpt, chapters_line, run_video
 
 HostOpt = Annotated[
     str, typer.Option("--host", help="Address to listen on; anything but 127.0.0.1 needs a token.")
@@ -56,6 +57,7 @@ def preview(
     token: TokenOpt = None,
     open_browser: OpenOpt = True,
     review_threshold: Annotated[float, typer.Option("--review-threshold", min=0, max=1)] = 0.6,
+    chapters: ChaptersOpt = True,
     fast: FastOpt = False,
     threads: ThreadsOpt = 0,
     device: DeviceOpt = "auto",
@@ -65,15 +67,20 @@ def preview(
 
     Your input files are never changed: edits go to the --out folder.
     """
+    from mtbsync.io.video import probe, video_label
     from mtbsync.service import ApiServer, preview_app, preview_files, resolve_token
 
     with user_errors():
         token_value, generated = resolve_token(host, token)
+        reference_video, new_video = run_video(reference, chapters), run_video(new, chapters)
+        # Both videos must be readable before any work is announced (a missing file: one red line).
+        probe(reference_video)
+        probe(new_video)
         history = []
         if warp is None:
             warp, markers, history = _sync_first(
-                reference,
-                new,
+                reference_video,
+                new_video,
                 reference_markers,
                 markers,
                 out,
@@ -84,19 +91,33 @@ def preview(
                 preset_name=preset_name,
             )
         files = preview_files(
-            reference, new, warp, new_markers=markers, reference_markers=reference_markers, out_dir=out
+            reference_video,
+            new_video,
+            warp,
+            new_markers=markers,
+            reference_markers=reference_markers,
+            out_dir=out,
         )
         fastapi_app, source = preview_app(
             files, host=host, token=token_value, review_threshold=review_threshold, history=history
         )
-        if source.new_info.codec != "h264" or source.ref_info.codec != "h264":
+        infos = (source.ref_info, source.new_info)
+        if any(info.is_chaptered for info in infos):
+            err_console.print("Joining the chapters into one H.264 copy per run for the browser...")
+            source.prepare_media()
+        elif any(info.codec != "h264" for info in infos):
             err_console.print("Making H.264 copies for the browser (HEVC does not play there)...")
             source.prepare_media()
         server = ApiServer(fastapi_app, host=host, port=port, log_level="warning").bind()
     local = host in ("127.0.0.1", "localhost", "::1")
     url = f"{server.url}/" if local else f"{server.url}/#token={token_value}"
+    for role, info in (("reference", source.ref_info), ("new", source.new_info)):
+        joined = chapters_line(role, {"chapters": info.chapters, "duration": info.duration})
+        if joined:
+            console.print(joined, highlight=False)
     console.print(
-        f"[bold]mtbsync preview[/] of {new.name} against {reference.name}: [link={url}]{url}[/link]",
+        f"[bold]mtbsync preview[/] of {video_label(new_video)} against {video_label(reference_video)}: "
+        f"[link={url}]{url}[/link]",
         soft_wrap=True,
     )
     if host in ("0.0.0.0", "::"):
@@ -114,8 +135,8 @@ def preview(
 
 
 def _sync_first(
-    reference: Path,
-    new: Path,
+    reference: Path | list[Path],
+    new: Path | list[Path],
     reference_markers: Path | None,
     markers: Path | None,
     out: Path | None,
@@ -126,16 +147,21 @@ def _sync_first(
     device: str,
     preset_name: str,
 ) -> tuple[Path, Path | None, list]:
-    """Align the pair (``mtbsync sync``) into the output folder; returns the warp, markers and timings."""
+    """Align the pair (``mtbsync sync``) into the output folder; returns the warp, markers and timings.
+
+    ``reference`` and ``new`` are a file or a recording's chapter files (as `run_video` gives them).
+    """
+    from mtbsync.io.video import chapter_paths, video_label
     from mtbsync.markers import read_reference_markers
     from mtbsync.pipeline import sync as run_sync
     from mtbsync.timing import StageTimer
 
-    out_dir = (out if out is not None else new.with_name(new.name + ".mtbsync")) / "sync"
+    first = chapter_paths(new)[0]
+    out_dir = (out if out is not None else first.with_name(first.name + ".mtbsync")) / "sync"
     config = build_config(preset_name, fast, threads, device)
     ref_markers = read_reference_markers(reference_markers) if reference_markers else None
     timer = StageTimer()
-    err_console.print(f"No --warp given: aligning {new.name} to {reference.name} first...")
+    err_console.print(f"No --warp given: aligning {video_label(new)} to {video_label(reference)} first...")
     with progress_bars() as progress:
         result = run_sync(
             reference,

@@ -14,7 +14,16 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from mtbsync.cli._common import DbOption, FastOpt, app, build_config, console, err_console, user_errors
+from mtbsync.cli._common import (
+    DbOption,
+    FastOpt,
+    app,
+    build_config,
+    console,
+    err_console,
+    results_shown,
+    user_errors,
+)
 from mtbsync.errors import CatalogError
 
 FORMATS = ("table", "csv", "json", "parquet")
@@ -72,23 +81,30 @@ def _rows(n: int) -> str:
     return "1 row" if n == 1 else f"{n} rows"
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any, decimals: int | None = None) -> str:
     if value is None:
         return "[dim]-[/]"
     if isinstance(value, float):
-        return f"{value:.6g}"
+        return f"{value:.{decimals}f}" if decimals is not None else f"{value:.6g}"
     if isinstance(value, datetime):  # microseconds are noise on a terminal (CSV/JSON keep them)
         return value.isoformat(sep=" ", timespec="seconds")
     return str(value)
 
 
-def frame_table(frame: Any, title: str | None = None) -> Table:
-    """A polars DataFrame as a Rich table."""
+def frame_table(frame: Any, title: str | None = None, *, decimals: int | None = None) -> Table:
+    """A polars DataFrame as a Rich table.
+
+    Args:
+        frame: The rows.
+        title: The table's title.
+        decimals: Every float with this many decimals (a column reads ``2.00`` above ``1.55``);
+            None: up to 6 significant digits, as each value needs.
+    """
     table = Table(title=title, title_justify="left", show_edge=False)
     for name, dtype in frame.schema.items():
         table.add_column(name, justify="right" if dtype.is_numeric() else "left", overflow="fold")
     for row in frame.iter_rows():
-        table.add_row(*(_cell(v) for v in row))
+        table.add_row(*(_cell(v, decimals) for v in row))
     return table
 
 
@@ -300,7 +316,8 @@ def trail_set_reference(
 
     with user_errors(), _open_for_write(db) as catalog:
         config = build_config("default", fast, 0, "auto")
-        done = set_reference(catalog, trail, run, config=config, realign=realign)
+        with results_shown():  # a run not re-aligned is printed below with its reason
+            done = set_reference(catalog, trail, run, config=config, realign=realign)
     for item in done:
         verdict = "[green]aligned[/]" if item.ok else f"[red]not aligned[/]: {item.reason}"
         console.print(f"run #{item.run_id}: {verdict}")

@@ -32,7 +32,7 @@ import av
 import numpy as np
 from av.codec.hwaccel import HWAccel, hwdevices_available
 
-from mtbsync.errors import MediaError
+from mtbsync.errors import IN_RESULT, MediaError
 
 log = logging.getLogger("mtbsync")
 
@@ -554,7 +554,7 @@ def iter_sampled_frames(
             report.truncated = True
             message = f"decoding stopped at {report.last_time:.2f} s ({_short(exc)}); using what was readable"
             report.warnings.append(message)
-            log.warning("%s: %s", path, message)
+            log.warning("%s: %s", path, message, extra=IN_RESULT)
     finally:
         container.close()
     if report.yielded_frames == 0:
@@ -563,7 +563,7 @@ def iter_sampled_frames(
         report.truncated = True
         message = f"only {report.last_time:.1f} s of {expected:.1f} s could be decoded (truncated file?)"
         report.warnings.append(message)
-        log.warning("%s: %s", path, message)
+        log.warning("%s: %s", path, message, extra=IN_RESULT)
 
 
 def _prepare_stream(stream: av.video.stream.VideoStream, threads: int, keyframes_only: bool) -> None:
@@ -637,7 +637,7 @@ def _joined_frames(
                     "going on with the next chapter"
                 )
                 report.warnings.append(message)
-                log.warning("%s", message)
+                log.warning("%s", message, extra=IN_RESULT)
                 continue
             if k < last and not keyframes_only and chapter_last < chapter_start + chapter_duration - 1.5:
                 # A chapter that ends early leaves a hole; the next one still starts at its place.
@@ -647,7 +647,7 @@ def _joined_frames(
                     f"{chapter_duration:.1f} s could be decoded (truncated chapter?)"
                 )
                 report.warnings.append(message)
-                log.warning("%s", message)
+                log.warning("%s", message, extra=IN_RESULT)
     finally:
         for container in opened:
             container.close()

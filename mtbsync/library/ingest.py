@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -67,7 +68,7 @@ class RecordingOutcome:
         path: The first chapter's video.
         run_id: Catalog run id (new or known), None otherwise.
         identity: Content identity, None when it could not be computed.
-        duration_s: Total duration (new runs).
+        duration_s: Total duration (new and known runs; known ones as the catalog has them).
         gps: Whether usable GPS (a fix) was recorded.
         gps_source: e.g. "gpmf:GPS9"; None without GPS.
         hilights: Number of HiLight tags.
@@ -358,6 +359,7 @@ class _Ingester:
                 recording.videos[0],
                 run_id=run_id,
                 identity=identity,
+                **self._recorded(run_id),
             )
         run = IngestedRun(
             identity=identity,
@@ -383,7 +385,27 @@ class _Ingester:
             recording.videos[0],
             run_id=run_id,
             identity=identity,
+            **self._recorded(run_id),
         )
+
+    def _recorded(self, run_id: int) -> dict[str, Any]:
+        """What the catalog holds of a known run: duration, GPS and HiLights, as a new run reports them."""
+        rows = self.catalog.query(
+            "SELECT duration_s, gps_source, "
+            "(SELECT count(*) FROM gps_samples g WHERE g.run_id = r.run_id AND g.usable) AS fixes, "
+            "(SELECT count(*) FROM markers m WHERE m.run_id = r.run_id AND m.source = 'hilight') AS hilights "
+            "FROM runs r WHERE r.run_id = ?",
+            [run_id],
+        ).rows()
+        if not rows:
+            return {}
+        duration_s, gps_source, fixes, hilights = rows[0]
+        return {
+            "duration_s": duration_s,
+            "gps": bool(fixes),
+            "gps_source": gps_source,
+            "hilights": int(hilights or 0),
+        }
 
 
 def ingest_directory(

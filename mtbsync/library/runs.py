@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from mtbsync.errors import CatalogError, CatalogLockedError, MtbsyncError
+from mtbsync.errors import IN_RESULT, CatalogError, CatalogLockedError, MtbsyncError
 from mtbsync.store.catalog import Catalog, MarkerRow, WarpPoints, default_db_path
 from mtbsync.store.records import MediaFileRecord
 from mtbsync.timing import StageRecord, StageTimer
@@ -550,7 +550,7 @@ def set_reference(
                 timer=timer,
             )
         except MtbsyncError as exc:
-            log.warning("run #%d not re-aligned: %s", other, exc)
+            log.warning("run #%d not re-aligned: %s", other, exc, extra=IN_RESULT)
             done.append(Realigned(other, False, str(exc), None))
             continue
         warp = result.alignment.warp
