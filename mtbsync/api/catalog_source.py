@@ -9,8 +9,9 @@ Edits land in the catalog in one transaction each: a moved marker keeps ``moved_
 re-transfers leave it where the user put it); an anchor pair pins the warp (`align.fit.pin_warp`), the
 reference's markers not moved by hand are transferred again, and the pinned warp is recorded as the
 run's newest alignment (its parameters list the anchors; the warp file goes to
-``<work_dir>/runs/run<ID>/pinned_warp.npz``). Exports are written to ``<work_dir>/exports/`` and
-recorded in the catalog.
+``<work_dir>/runs/run<ID>/pinned_warp.npz``); a marker added on a trail's reference is carried onto
+the trail's aligned runs through their warps (`library.runs.set_run_markers`). Exports are written
+to ``<work_dir>/exports/`` and recorded in the catalog.
 
 Remote SQL: the catalog's database refuses file access from SQL (``enable_external_access`` off), so
 ``read_csv('/etc/passwd')`` through ``POST /api/sql`` fails; `store.queries.run_sql` refuses writes.
@@ -42,9 +43,9 @@ from mtbsync.errors import CatalogError, ConfigError, ConflictError, MtbsyncErro
 from mtbsync.export import FORMATS, ExportOptions, FrameRate, export_markers
 from mtbsync.io.proxy import playable_video
 from mtbsync.io.video import probe
-from mtbsync.library.runs import record_alignment, reference_markers_of
+from mtbsync.library.runs import record_alignment, reference_markers_of, set_run_markers
 from mtbsync.library.worker import JOB_INGEST
-from mtbsync.markers import TransferredMarker, transfer_markers
+from mtbsync.markers import Marker, TransferredMarker, transfer_markers
 from mtbsync.store.catalog import Catalog
 from mtbsync.store.queries import run_sql
 from mtbsync.store.service_file import frame_to_rows
@@ -319,10 +320,12 @@ class CatalogSource:
             )
         reference: list[ReferenceMarkerOut] = []
         if run.reference_id is not None:
+            # Its manual markers, else its HiLights ("HiLight 1", ...): what the runs got through the warp.
             reference = [
-                ReferenceMarkerOut(name=r["name"], t_ref=float(r["t"]), colour=r["colour"] or "")
-                for r in self._marker_rows(int(run.reference_id))
-                if r["t"] is not None and r["source"] != "hilight"
+                ReferenceMarkerOut(name=m.name, t_ref=m.t_ref, colour=m.colour)
+                for m in sorted(
+                    reference_markers_of(self.catalog, int(run.reference_id)), key=lambda m: m.t_ref
+                )
             ]
         hilights = {int(r["marker_id"]) for r in rows if r["source"] == "hilight"}
         view = markers_view(run_id, markers, reference)
@@ -349,6 +352,37 @@ class CatalogSource:
         self._publish("markers", {"run_id": run_id})
         self.notify_run(int(run_id))
         return next(m for m in self.markers(run_id).markers if m.id == marker_id)
+
+    def add_marker(self, run_id: str, name: str, t: float) -> MarkersOut:
+        """Add a marker to a trail's reference run (or a run on no trail) and carry it onto the trail.
+
+        The marker is appended to the run's manual markers (to its HiLights named "HiLight 1", ...
+        when it has none, so they stay on the other runs); `library.runs.set_run_markers` records
+        the list and re-transfers it through each run's newest OK warp, hand-moved markers staying.
+
+        Raises:
+            NotFoundError: No such run.
+            ConflictError: The run is aligned to another run (add the marker on its reference).
+            ConfigError: A time past the run's end.
+        """
+        run = self.get_run(run_id)
+        if not run.is_reference and run.reference_id is not None:
+            raise ConflictError(
+                f"run {run_id} takes its markers from its trail's reference (run {run.reference_id}): "
+                "add the marker there"
+            )
+        rid = int(run_id)
+        with self._lock:
+            update = set_run_markers(
+                self.catalog,
+                rid,
+                [*reference_markers_of(self.catalog, rid), Marker(name.strip(), float(t))],
+                review_threshold=self.review_threshold,
+            )
+        for other in (rid, *update.transferred, *update.not_aligned):
+            self._publish("markers", {"run_id": str(other)})
+            self.notify_run(other)
+        return self.markers(run_id)
 
     def add_anchor(self, run_id: str, t_new: float, t_ref: float) -> AlignmentOut:
         """Pin the warp at (t_new, t_ref), refit it and re-transfer the markers not moved by hand.

@@ -349,6 +349,19 @@ class PreviewSource:
                 "the reference run's markers are its own input file; edit the new run's markers"
             )
 
+    def add_marker(self, run_id: str, name: str, t: float) -> MarkersOut:
+        """Refused: the preview's reference markers are the CSV it was started with.
+
+        Raises:
+            NotFoundError: No such run.
+            ConflictError: Always (add reference markers to the reference CSV).
+        """
+        self._check_run(run_id)
+        raise ConflictError(
+            "add reference markers to the reference CSV and start `mtbsync preview` again "
+            "(or serve a library: `mtbsync serve --library DIR`)"
+        )
+
     def update_marker(self, run_id: str, marker_id: int, patch: MarkerPatch) -> MarkerOut:
         """Move a marker (it then counts as placed by hand and reviewed) and/or set its review flag.
 

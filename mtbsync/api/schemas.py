@@ -141,6 +141,15 @@ class MarkerPatch(BaseModel):
     reviewed: bool | None = None
 
 
+class MarkerIn(BaseModel):
+    """A marker to add to a trail's reference run at ``t`` seconds of it."""
+
+    model_config = {"extra": "forbid"}
+
+    name: str = Field(min_length=1, max_length=200)
+    t: float = Field(ge=0, le=1e6, description="Seconds from the start of the reference run.")
+
+
 class AnchorIn(BaseModel):
     """Pin the warp: the new run's moment ``t_new`` is the reference's ``t_ref``."""
 

@@ -72,6 +72,9 @@ class RunSource(Protocol):
     def add_anchor(self, run_id: str, t_new: float, t_ref: float) -> AlignmentOut:
         """Pin the warp at (t_new, t_ref), refit it and re-transfer the markers not moved by hand."""
 
+    def add_marker(self, run_id: str, name: str, t: float) -> MarkersOut:
+        """Add a marker to a trail's reference run and carry it onto the trail's aligned runs."""
+
     def export(self, run_id: str, fmt: str) -> Path:
         """Write the run's markers in an editor format (a key of `mtbsync.export.FORMATS`); the file."""
 

@@ -12,6 +12,7 @@ from mtbsync.cli import (
     align_commands,
     export_commands,
     ingest_commands,
+    marker_commands,
     sample_commands,
     serve_commands,
     store_commands,
@@ -25,6 +26,7 @@ _COMMANDS = (
     align_commands,
     export_commands,
     ingest_commands,
+    marker_commands,
     sample_commands,
     serve_commands,
     store_commands,
@@ -33,7 +35,7 @@ _COMMANDS = (
 
 # `mtbsync --help` in the order a rider works: card -> trails -> align -> review; aliases last.
 _PANELS = (
-    ("Cards and catalog", ("ingest", "watch", "runs", "trails", "trail", "sql", "prune")),
+    ("Cards and catalog", ("ingest", "watch", "runs", "trails", "trail", "markers", "sql", "prune")),
     ("Align and export", ("index", "sync", "transfer", "export", "plot", "warp")),
     ("Review", ("preview", "serve")),
     ("Samples", ("sample", "demo")),

@@ -344,6 +344,7 @@ function setupPlayers() {
   $("#scrub").addEventListener("input", (e) => { app.leader = "new"; V.new.currentTime = Number(e.target.value); });
   $("#link").addEventListener("change", (e) => { app.linked = e.target.checked; if (app.linked) follow("seek"); });
   $("#btn-anchor").addEventListener("click", pinHere);
+  $("#btn-add-marker").addEventListener("click", addMarkerHere);
   document.addEventListener("keydown", (e) => {
     if (currentView() !== "run" || e.target.tagName === "INPUT") return;
     if (e.key === " ") { e.preventDefault(); togglePlay(app.leader); }
@@ -377,6 +378,21 @@ async function pinHere() {
     toast(`Pinned ${fmtS(V.new.currentTime)} s ↔ ${fmtS(V.ref.currentTime)} s; warp refitted`);
     await refreshRunData();
   } catch (err) { toast(`Pin failed: ${err.message}`, true); }
+}
+
+async function addMarkerHere() {
+  // The marker goes on the reference run at the reference player's frame (this run's reference, or itself).
+  const refId = app.run.is_reference ? app.run.id : app.run.reference_id;
+  if (refId === null || refId === undefined) return;
+  V.ref.pause();
+  const t = V.ref.currentTime;
+  const name = (window.prompt(`Name of the marker at ${fmtS(t)} s of the reference`, "") || "").trim();
+  if (!name) return;
+  try {
+    await api(`/api/runs/${encodeURIComponent(refId)}/markers`, { method: "POST", body: { name, t } });
+    toast(`Added "${name}" at ${fmtS(t)} s of the reference`);
+    await refreshRunData();
+  } catch (err) { toast(`Adding the marker failed: ${err.message}`, true); }
 }
 
 /* ---- markers ---- */

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from mtbsync.errors import IN_RESULT, CatalogError, CatalogLockedError, MtbsyncError
+from mtbsync.errors import IN_RESULT, CatalogError, CatalogLockedError, ConfigError, MtbsyncError
 from mtbsync.store.catalog import Catalog, MarkerRow, WarpPoints, default_db_path
 from mtbsync.store.records import MediaFileRecord
 from mtbsync.timing import StageRecord, StageTimer
@@ -468,15 +468,44 @@ def _comparable(own: Any, reference: Any) -> bool:
     return all(own.params.get(k) == reference.params.get(k) for k in keys)
 
 
-def reference_markers_of(catalog: Catalog, run_id: int) -> list[Any]:
-    """A run's markers as reference markers: its manual ones, else its placed transferred ones."""
+def _reference_markers(catalog: Catalog, run_id: int) -> tuple[list[Any], str]:
+    """A run's markers as reference markers, and the source they came from ("" when none)."""
     from mtbsync.markers.model import Marker
 
-    frame = catalog.markers(run_id, source="manual")
-    if not len(frame):
-        frame = catalog.markers(run_id, source="transferred")
-    rows = frame.filter(frame["t"].is_not_null()).sort("ordinal").iter_rows(named=True)
-    return [Marker(r["name"], float(r["t"]), r["colour"], r["comment"].split(" | ")[0]) for r in rows]
+    for source in ("manual", "transferred"):
+        frame = catalog.markers(run_id, source=source)
+        frame = frame.filter(frame["t"].is_not_null())
+        if len(frame):
+            rows = frame.sort("ordinal").iter_rows(named=True)
+            markers = [
+                Marker(r["name"], float(r["t"]), r["colour"] or "", (r["comment"] or "").split(" | ")[0])
+                for r in rows
+            ]
+            return markers, source
+    # A reference nobody gave markers yet: the camera's HiLights are the rider's own marks on it.
+    frame = catalog.markers(run_id, source="hilight")
+    frame = frame.filter(frame["t"].is_not_null()).sort("t")
+    markers = [
+        Marker(f"HiLight {k}", float(r["t"]), r["colour"] or "", "camera HiLight")
+        for k, r in enumerate(frame.iter_rows(named=True), start=1)
+    ]
+    return markers, "hilight" if markers else ""
+
+
+def reference_markers_of(catalog: Catalog, run_id: int) -> list[Any]:
+    """A run's markers as reference markers.
+
+    Its manual ones, else its placed transferred ones, else its camera HiLights in time order named
+    "HiLight 1", "HiLight 2", ... (a reference nobody gave markers yet).
+
+    Args:
+        catalog: The open catalog.
+        run_id: The run.
+
+    Returns:
+        The markers (`markers.Marker`), empty when the run has none.
+    """
+    return _reference_markers(catalog, run_id)[0]
 
 
 def set_reference(
@@ -516,12 +545,12 @@ def set_reference(
 
     trail_id = _resolve_trail(catalog, trail)
     run_id = _resolve_run(catalog, run)
-    markers = reference_markers_of(catalog, run_id)
+    markers, source = _reference_markers(catalog, run_id)
     # Find the new reference's video before switching: a moved video must leave the trail as it was.
     ref_video = _video_of(catalog, run_id) if realign else None
     with catalog.transaction():
         catalog.set_reference_run(trail_id, run_id)
-        if markers and not len(catalog.markers(run_id, source="manual")):
+        if source == "transferred":  # HiLights stay HiLights: they serve while there is no manual set
             catalog.record_markers(run_id, _marker_rows(markers), source="manual")
     if not realign:
         return []
@@ -568,6 +597,169 @@ def set_reference(
             _timings_by_run(catalog, timer.records[start:], run_id, other)
         done.append(Realigned(other, bool(warp.ok), warp.reason, alignment_id))
     return done
+
+
+# ---------------------------------------------------------------------- reference markers
+
+
+@dataclass(frozen=True)
+class MarkerUpdate:
+    """What `set_run_markers` did.
+
+    Attributes:
+        run_id: The run whose markers were set.
+        markers: How many markers it now has as its manual set.
+        trail_id: The trail it is the reference of (None: it is no trail's reference).
+        transferred: Ids of the trail's runs the markers were carried onto (through an OK alignment).
+        not_aligned: Ids of the trail's runs without an OK alignment to it (markers recorded as not
+            placed where a failed alignment exists; nothing for runs never aligned).
+    """
+
+    run_id: int
+    markers: int
+    trail_id: int | None = None
+    transferred: tuple[int, ...] = ()
+    not_aligned: tuple[int, ...] = ()
+
+
+def alignment_warp(catalog: Catalog, row: dict[str, Any]) -> Any:
+    """The warp of an alignment row: the warp file it references, else the catalog's knots.
+
+    Args:
+        catalog: The open catalog.
+        row: An ``alignments`` row as a dict (`Catalog.latest_alignment`).
+
+    Returns:
+        The `align.warp.Warp`.
+    """
+    import json
+
+    from mtbsync.align.warp import Warp, load_warp
+
+    path = row.get("warp_path")
+    if path and Path(path).is_file():
+        try:
+            return load_warp(path)
+        except MtbsyncError as exc:
+            log.info("alignment #%s: warp file unusable (%s); using its knots", row["alignment_id"], exc)
+    points = catalog.warp_points(int(row["alignment_id"]))
+
+    def loads(text: Any) -> dict[str, Any]:
+        try:
+            value = json.loads(text) if text else {}
+        except ValueError:
+            return {}
+        return value if isinstance(value, dict) else {}
+
+    return Warp(
+        points["t_new"].to_numpy(),
+        points["t_ref"].to_numpy(),
+        points["confidence"].to_numpy(),
+        ok=bool(row["ok"]),
+        reason=str(row.get("reason") or ""),
+        metrics=loads(row.get("metrics")),
+        gates=loads(row.get("gates")),
+    )
+
+
+def _alignment_to(catalog: Catalog, new_run: int, ref_run: int) -> dict[str, Any] | None:
+    """The run's newest OK alignment to ``ref_run``, else its newest one, else None."""
+    frame = catalog.query(
+        "SELECT * FROM alignments WHERE new_run_id = ? AND ref_run_id = ? "
+        "ORDER BY ok DESC, created_at DESC, alignment_id DESC LIMIT 1",
+        [new_run, ref_run],
+    )
+    return frame.row(0, named=True) if len(frame) else None
+
+
+def _check_markers(catalog: Catalog, run_id: int, markers: Sequence[Any]) -> None:
+    duration = (catalog.run(run_id) or {}).get("duration_s")
+    for m in markers:
+        if not str(m.name).strip():
+            raise ConfigError(f"a marker of run #{run_id} has no name")
+        t = float(m.t_ref)
+        if not math.isfinite(t) or t < 0:
+            raise ConfigError(f"marker {m.name!r}: time {t} s is not a time in the run")
+        if duration and t > float(duration) + 1e-6:
+            raise ConfigError(
+                f"marker {m.name!r} at {t:.3f} s is past the end of run #{run_id} ({float(duration):.3f} s)"
+            )
+
+
+def set_run_markers(
+    catalog: Catalog,
+    run: int | str,
+    markers: Sequence[Any],
+    *,
+    retransfer: bool = True,
+    review_threshold: float = 0.6,
+) -> MarkerUpdate:
+    """Give a run its markers (its manual set) and carry them onto the trail's runs when it is a reference.
+
+    The run's manual markers are replaced by ``markers``. When the run is a trail's reference, its
+    reference markers (these, or its camera HiLights when ``markers`` is empty) are transferred to
+    every other run of the trail through that run's newest OK alignment to it (the warp file the
+    alignment references, else its knots: nothing is decoded again). Markers a user moved by hand on
+    those runs keep their times. Everything lands in one transaction.
+
+    Args:
+        catalog: The open (writable) catalog.
+        run: Run name or id.
+        markers: The markers (`markers.Marker`: name, t_ref in seconds of this run, colour, comment).
+        retransfer: Carry them onto the trail's other runs (False: only record them).
+        review_threshold: Confidence under which a transferred marker needs review.
+
+    Returns:
+        What was recorded and which runs got the markers.
+
+    Raises:
+        CatalogError: Unknown run.
+        ConfigError: A marker without a name, or with a time outside the run.
+    """
+    from mtbsync.markers.transfer import transfer_markers
+
+    run_id = _resolve_run(catalog, run)
+    _check_markers(catalog, run_id, markers)
+    trail_id = catalog.execute(
+        "SELECT min(trail_id) FROM trails WHERE reference_run_id = ?", [run_id]
+    ).fetchall()[0][0]
+    transferred: list[int] = []
+    not_aligned: list[int] = []
+    with catalog.transaction():
+        # The whole list is the rider's new set: nothing of the old manual set is kept.
+        catalog.record_markers(run_id, _marker_rows(markers), source="manual", keep_moved=False)
+        if trail_id is not None and retransfer:
+            reference = reference_markers_of(catalog, run_id)
+            for other in catalog.trail_runs(int(trail_id)):
+                if other == run_id:
+                    continue
+                row = _alignment_to(catalog, other, run_id)
+                if row is None:
+                    not_aligned.append(other)  # the worker transfers them when it aligns the run
+                    continue
+                warp = alignment_warp(catalog, row)
+                carried = transfer_markers(reference, warp, review_threshold=review_threshold)
+                catalog.record_markers(
+                    other,
+                    _marker_rows(carried),
+                    source="transferred",
+                    alignment_id=int(row["alignment_id"]),
+                    keep_moved=True,
+                )
+                (transferred if warp.ok else not_aligned).append(other)
+    log.info(
+        "run #%d: %d markers%s",
+        run_id,
+        len(markers),
+        f", carried onto {len(transferred)} runs of trail #{trail_id}" if trail_id is not None else "",
+    )
+    return MarkerUpdate(
+        run_id,
+        len(markers),
+        int(trail_id) if trail_id is not None else None,
+        tuple(transferred),
+        tuple(not_aligned),
+    )
 
 
 def _gps_points(catalog: Catalog, run_id: int, limit: int = 400) -> np.ndarray | None:

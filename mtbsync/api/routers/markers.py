@@ -1,11 +1,11 @@
-"""GET /api/runs/{run_id}/markers, PATCH /api/runs/{run_id}/markers/{marker_id}."""
+"""GET and POST /api/runs/{run_id}/markers, PATCH /api/runs/{run_id}/markers/{marker_id}."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
 from mtbsync.api.deps import SourceDep, WriteAccess
-from mtbsync.api.schemas import MarkerOut, MarkerPatch, MarkersOut
+from mtbsync.api.schemas import MarkerIn, MarkerOut, MarkerPatch, MarkersOut
 
 router = APIRouter(prefix="/api/runs/{run_id}/markers", tags=["markers"])
 
@@ -14,6 +14,12 @@ router = APIRouter(prefix="/api/runs/{run_id}/markers", tags=["markers"])
 def list_markers(run_id: str, source: SourceDep) -> MarkersOut:
     """The run's markers, the reference's markers, and split times with their deltas to the reference."""
     return source.markers(run_id)
+
+
+@router.post("", dependencies=[WriteAccess], status_code=201)
+def add_marker(run_id: str, marker: MarkerIn, source: SourceDep) -> MarkersOut:
+    """Add a marker to a trail's reference run; its aligned runs get it too (saved before the answer)."""
+    return source.add_marker(run_id, marker.name, marker.t)
 
 
 @router.patch("/{marker_id}", dependencies=[WriteAccess])
