@@ -26,7 +26,7 @@ from mtbsync.export.common import (
     prepare,
 )
 from mtbsync.export.timecode import FrameRate
-from mtbsync.io.files import atomic_write_bytes
+from mtbsync.io.files import atomic_write_text
 from mtbsync.markers.model import TransferredMarker
 
 log = logging.getLogger("mtbsync")
@@ -127,9 +127,7 @@ def export_markers(
     """
     spec = _format(fmt)
     prepared = prepare(markers, options, merge_same_frame=spec.merge_same_frame)
-    data = spec.render(prepared, options).encode("utf-8")
-    path = Path(path)
-    atomic_write_bytes(path, lambda fh: fh.write(data))
+    path = atomic_write_text(path, spec.render(prepared, options))
     return ExportResult(
         path=path,
         format=spec.name,

@@ -126,8 +126,12 @@ def parse_colour(text: str) -> RGB | None:
     if match := _HEX3.fullmatch(s):
         r, g, b = (int(c * 2, 16) for c in match.group(1))
         return (r, g, b)
-    key = re.sub(r"[\s_-]+", "", s.lower()).removeprefix("resolvecolor")
-    return NAMED_COLOURS.get(key)
+    return NAMED_COLOURS.get(_name_key(s))
+
+
+def _name_key(text: str) -> str:
+    """A colour name as looked up: lower case, no spaces, ``_`` or ``-``, no ``ResolveColor`` prefix."""
+    return re.sub(r"[\s_-]+", "", text.lower()).removeprefix("resolvecolor")
 
 
 def is_known_colour(text: str) -> bool:
@@ -160,7 +164,7 @@ def resolve_colour(colour: str, needs_review: bool = False) -> str:
         The Resolve colour name, without the ``ResolveColor`` prefix.
     """
     text, rgb = _wanted(colour, needs_review)
-    key = re.sub(r"[\s_-]+", "", text.lower()).removeprefix("resolvecolor")
+    key = _name_key(text)
     for name in RESOLVE_COLOURS:
         if name.lower() == key:
             return name

@@ -28,6 +28,8 @@ from mtbsync.markers.model import TransferredMarker
 DEFAULT_START_TIMECODE = "01:00:00:00"
 """Record start of the timeline (DaVinci Resolve's default timeline start)."""
 DEFAULT_REEL = "001"
+DEFAULT_VIDEO_SIZE = (1920, 1080)
+"""Frame size written by the XML formats when the video's is unknown."""
 REVIEW_PREFIX = "REVIEW"
 _REEL = re.compile(r"[A-Za-z0-9_]{1,8}")
 
@@ -193,6 +195,21 @@ def prepare(
     if merge_same_frame:
         out, merged = _merge_same_frame(out)
     return PreparedMarkers(out, skipped, clamped, merged, tuple(unknown))
+
+
+def clip_frames(prepared: PreparedMarkers, options: ExportOptions) -> int:
+    """Length in frames of the clip the markers sit on.
+
+    Args:
+        prepared: The markers, placed on frames.
+        options: The export options (the video's duration, when known).
+
+    Returns:
+        The video's length, or one frame past the last marker when that is longer (or the length
+        is unknown).
+    """
+    last = max(m.frame for m in prepared.markers) + 1
+    return max(options.video_frames or 0, last)
 
 
 def _merge_same_frame(markers: list[ExportMarker]) -> tuple[list[ExportMarker], int]:

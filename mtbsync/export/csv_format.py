@@ -11,10 +11,8 @@ or a line break is quoted, quotes doubled; names are kept exactly.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 from mtbsync.export.common import ExportOptions, PreparedMarkers, prepare
-from mtbsync.io.files import atomic_write_text
 from mtbsync.markers.model import TransferredMarker
 
 HEADER = ("name", "timecode", "frame", "seconds", "colour", "confidence", "needs_review", "comment")
@@ -34,23 +32,6 @@ def write_to_string(markers: Sequence[TransferredMarker], options: ExportOptions
         ExportError: Nothing to export, or timecode past 23:59:59.
     """
     return render(prepare(markers, options), options)
-
-
-def write_to_file(markers: Sequence[TransferredMarker], path: str | Path, options: ExportOptions) -> Path:
-    """Write the CSV for ``markers`` to ``path`` atomically.
-
-    Args:
-        markers: Transferred markers; those not placed are skipped.
-        path: The file to write.
-        options: Rate and start timecode.
-
-    Returns:
-        The path written.
-
-    Raises:
-        ExportError: As `write_to_string`; nothing is written then.
-    """
-    return atomic_write_text(path, write_to_string(markers, options))
 
 
 def render(prepared: PreparedMarkers, options: ExportOptions) -> str:

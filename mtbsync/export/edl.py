@@ -23,14 +23,18 @@ cut to 70 characters; CMX 3600 has at most 999 events.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Literal
 
 from mtbsync.errors import ExportError
 from mtbsync.export.colours import avid_colour, resolve_colour
-from mtbsync.export.common import ExportOptions, PreparedMarkers, prepare, single_line
+from mtbsync.export.common import (
+    ExportOptions,
+    PreparedMarkers,
+    clip_frames,
+    prepare,
+    single_line,
+)
 from mtbsync.export.timecode import FrameRate
-from mtbsync.io.files import atomic_write_text
 from mtbsync.markers.model import TransferredMarker
 
 Flavour = Literal["avid", "resolve"]
@@ -55,30 +59,6 @@ def write_to_string(
         ExportError: Nothing to export, too many events, or timecode past 23:59:59.
     """
     return render(prepare(markers, options, merge_same_frame=flavour == "resolve"), options, flavour=flavour)
-
-
-def write_to_file(
-    markers: Sequence[TransferredMarker],
-    path: str | Path,
-    options: ExportOptions,
-    *,
-    flavour: Flavour = "avid",
-) -> Path:
-    """Write the EDL for ``markers`` to ``path`` atomically (UTF-8).
-
-    Args:
-        markers: Transferred markers; those not placed are skipped.
-        path: The file to write.
-        options: Rate, start timecode, reel, title, video.
-        flavour: ``avid`` or ``resolve``.
-
-    Returns:
-        The path written.
-
-    Raises:
-        ExportError: As `write_to_string`; nothing is written then.
-    """
-    return atomic_write_text(path, write_to_string(markers, options, flavour=flavour))
 
 
 def render(prepared: PreparedMarkers, options: ExportOptions, *, flavour: Flavour = "avid") -> str:
@@ -109,8 +89,7 @@ def render(prepared: PreparedMarkers, options: ExportOptions, *, flavour: Flavou
             lines.append(_resolve_marker_line(m.name, m.note, resolve_colour(m.colour, m.needs_review)))
             lines.append("")
     else:
-        last = max(m.frame for m in prepared.markers) + 1
-        length = max(options.video_frames or 0, last)
+        length = clip_frames(prepared, options)
         lines.append(_event(1, options.reel, start, start + length, rate))
         lines.append(f"* FROM CLIP NAME: {single_line(options.video_name)}")
         for m in prepared.markers:

@@ -20,15 +20,20 @@ from __future__ import annotations
 import urllib.parse
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
-from pathlib import Path
 
-from mtbsync.export.common import ExportOptions, PreparedMarkers, prepare, single_line, xml_text
+from mtbsync.export.common import (
+    DEFAULT_VIDEO_SIZE,
+    ExportOptions,
+    PreparedMarkers,
+    clip_frames,
+    prepare,
+    single_line,
+    xml_text,
+)
 from mtbsync.export.timecode import FrameRate
-from mtbsync.io.files import atomic_write_text
 from mtbsync.markers.model import TransferredMarker
 
 FCPXML_VERSION = "1.10"
-_DEFAULT_SIZE = (1920, 1080)
 
 
 def write_to_string(markers: Sequence[TransferredMarker], options: ExportOptions) -> str:
@@ -45,23 +50,6 @@ def write_to_string(markers: Sequence[TransferredMarker], options: ExportOptions
         ExportError: Nothing to export, or timecode past 23:59:59.
     """
     return render(prepare(markers, options), options)
-
-
-def write_to_file(markers: Sequence[TransferredMarker], path: str | Path, options: ExportOptions) -> Path:
-    """Write the FCPXML for ``markers`` to ``path`` atomically.
-
-    Args:
-        markers: Transferred markers; those not placed are skipped.
-        path: The file to write (``.fcpxml``).
-        options: Rate, start timecode, title, video.
-
-    Returns:
-        The path written.
-
-    Raises:
-        ExportError: As `write_to_string`; nothing is written then.
-    """
-    return atomic_write_text(path, write_to_string(markers, options))
 
 
 def fcpxml_time(frames: int, rate: FrameRate) -> str:
@@ -84,12 +72,10 @@ def fcpxml_time(frames: int, rate: FrameRate) -> str:
 def render(prepared: PreparedMarkers, options: ExportOptions) -> str:
     """The FCPXML text for markers already placed on frames (see `prepare`)."""
     rate = options.rate
-    last = max(m.frame for m in prepared.markers) + 1
-    length = max(options.video_frames or 0, last)
-    duration = fcpxml_time(length, rate)
+    duration = fcpxml_time(clip_frames(prepared, options), rate)
     start = fcpxml_time(options.start_frame, rate)
     tc_format = "DF" if rate.drop_frame else "NDF"
-    width, height = options.video_size or _DEFAULT_SIZE
+    width, height = options.video_size or DEFAULT_VIDEO_SIZE
     title = xml_text(single_line(options.title)) or "mtbsync markers"
     name = xml_text(single_line(options.video_path.stem if options.video_path else "new_run"))
 

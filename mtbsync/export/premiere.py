@@ -14,15 +14,19 @@ from __future__ import annotations
 import urllib.parse
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
-from pathlib import Path
 
 from mtbsync.export.colours import premiere_colour
-from mtbsync.export.common import ExportOptions, PreparedMarkers, prepare, single_line, xml_text
+from mtbsync.export.common import (
+    DEFAULT_VIDEO_SIZE,
+    ExportOptions,
+    PreparedMarkers,
+    clip_frames,
+    prepare,
+    single_line,
+    xml_text,
+)
 from mtbsync.export.timecode import FrameRate
-from mtbsync.io.files import atomic_write_text
 from mtbsync.markers.model import TransferredMarker
-
-_DEFAULT_SIZE = (1920, 1080)
 
 
 def write_to_string(markers: Sequence[TransferredMarker], options: ExportOptions) -> str:
@@ -41,29 +45,11 @@ def write_to_string(markers: Sequence[TransferredMarker], options: ExportOptions
     return render(prepare(markers, options), options)
 
 
-def write_to_file(markers: Sequence[TransferredMarker], path: str | Path, options: ExportOptions) -> Path:
-    """Write the FCP7 XML for ``markers`` to ``path`` atomically.
-
-    Args:
-        markers: Transferred markers; those not placed are skipped.
-        path: The file to write (``.xml``).
-        options: Rate, start timecode, title, video.
-
-    Returns:
-        The path written.
-
-    Raises:
-        ExportError: As `write_to_string`; nothing is written then.
-    """
-    return atomic_write_text(path, write_to_string(markers, options))
-
-
 def render(prepared: PreparedMarkers, options: ExportOptions) -> str:
     """The FCP7 XML text for markers already placed on frames (see `prepare`)."""
     rate = options.rate
-    last = max(m.frame for m in prepared.markers) + 1
-    length = max(options.video_frames or 0, last)
-    width, height = options.video_size or _DEFAULT_SIZE
+    length = clip_frames(prepared, options)
+    width, height = options.video_size or DEFAULT_VIDEO_SIZE
     title = xml_text(single_line(options.title)) or "mtbsync markers"
     video_name = xml_text(single_line(options.video_name))
 

@@ -11,7 +11,7 @@ import pytest
 from export_cases import AWKWARD_MARKERS, SMALL_MARKERS
 
 from mtbsync.errors import ExportError
-from mtbsync.export import ExportOptions, FrameRate, edl
+from mtbsync.export import ExportOptions, FrameRate, edl, export_markers
 from mtbsync.export.common import single_line
 from mtbsync.markers.model import TransferredMarker
 
@@ -175,7 +175,7 @@ def test_too_many_events_is_an_error() -> None:
         edl.write_to_string(markers, _options("25"), flavour="resolve")
 
 
-def test_write_to_file_is_utf8(tmp_path: Path) -> None:
-    path = edl.write_to_file(AWKWARD_MARKERS, tmp_path / "m.edl", _options("25"), flavour="resolve")
+def test_written_file_is_utf8(tmp_path: Path) -> None:
+    path = export_markers(AWKWARD_MARKERS, "resolve-edl", tmp_path / "m.edl", _options("25")).path
     assert "森林小道" in path.read_text(encoding="utf-8")
     assert [p.name for p in tmp_path.iterdir()] == ["m.edl"]
