@@ -113,18 +113,12 @@ def find_gopro_data(gpmf_dir: Path | None = None) -> Path:
     raise ConfigError(f"no folder with the GoPro GPMF samples ({names}) in {', '.join(map(str, candidates))}")
 
 
-def _texture_frames(n: int, size: tuple[int, int], seed: int):
-    """A sliding colour texture: cheap to make and to encode, different per seed."""
-    width, height = size
-    rng = np.random.default_rng(seed)
-    tile = rng.integers(0, 255, (max(2, height // 6), (width + 3 * n) // 6 + 2, 3), dtype=np.uint8)
-    tile = cv2.resize(tile, (tile.shape[1] * 6, height), interpolation=cv2.INTER_LINEAR)
-    for k in range(n):
-        yield tile[:, 3 * k : 3 * k + width]
-
-
 def _thumbnail(path: Path, seed: int) -> Path:
-    image = next(_texture_frames(1, (160, 120), seed))
+    # A blurred colour texture, different per seed: cheap to make, looks like a camera's THM.
+    width, height = 160, 120
+    rng = np.random.default_rng(seed)
+    tile = rng.integers(0, 255, (max(2, height // 6), (width + 3) // 6 + 2, 3), dtype=np.uint8)
+    image = cv2.resize(tile, (tile.shape[1] * 6, height), interpolation=cv2.INTER_LINEAR)[:, :width]
     ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 70])
     if not ok:  # pragma: no cover - OpenCV always encodes a plain BGR image
         raise ConfigError("could not encode a thumbnail")

@@ -10,7 +10,6 @@ keeps the layout camera-like and keeps PyAV out of this package (import-linter: 
 
 from __future__ import annotations
 
-import os
 import struct
 from collections.abc import Sequence
 from fractions import Fraction
@@ -20,6 +19,7 @@ import numpy as np
 
 from mtbsync.errors import ConfigError, MediaError
 from mtbsync.ingest.gpmf import split_track
+from mtbsync.io.files import atomic_write_bytes
 from mtbsync.io.writer import VideoWriter, exact_fps
 
 _MET_TIMESCALE = 1000  # GoPro writes the MET track in milliseconds (HERO5-7) or 1/90000; 1000 is exact here
@@ -185,13 +185,8 @@ def _add_met_track(
     if not have_udta:
         new_children.append(_box(b"udta", _hmmt(hilights_ms)))
     moov = _box(b"moov", b"".join(new_children))
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.met")
-    with tmp.open("wb") as fh:
-        fh.write(head)
-        if payloads:
-            fh.write(mdat)
-        fh.write(moov)
-    os.replace(tmp, path)
+    parts = (head, mdat, moov) if payloads else (head, moov)
+    atomic_write_bytes(path, lambda fh: fh.writelines(parts), replace_media=True)
 
 
 def _hmmt(hilights_ms: list[int]) -> bytes:

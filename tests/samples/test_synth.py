@@ -6,6 +6,7 @@ import csv
 import json
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import cv2
@@ -44,19 +45,22 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
+# The module's pair; test_reuse_skips_rendering asks again with exactly these.
+PAIR_PARAMS: dict[str, Any] = {
+    "duration_s": 6.0,
+    "seed": 3,
+    "ref_size": (320, 180),
+    "new_size": (256, 144),
+    "ref_fps": 30,
+    "new_fps": 25,
+    "start_gate_wait_s": GATE_S,
+}
+
+
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> SamplePair:
     """6 s reference at 320x180 / 30 fps; new run at 256x144 / 25 fps with stop, late start, gate wait."""
-    return make_sample_pair(
-        tmp_path_factory.mktemp("pair"),
-        duration_s=6.0,
-        seed=3,
-        ref_size=(320, 180),
-        new_size=(256, 144),
-        ref_fps=30,
-        new_fps=25,
-        start_gate_wait_s=GATE_S,
-    )
+    return make_sample_pair(tmp_path_factory.mktemp("pair"), **PAIR_PARAMS)
 
 
 @pytest.fixture(scope="module")
@@ -178,16 +182,7 @@ def test_new_frames_show_the_reference_place(pair: SamplePair, decoded: dict) ->
 
 def test_reuse_skips_rendering(pair: SamplePair) -> None:
     before = pair.reference.stat().st_mtime_ns
-    again = make_sample_pair(
-        pair.directory,
-        duration_s=6.0,
-        seed=3,
-        ref_size=(320, 180),
-        new_size=(256, 144),
-        ref_fps=30,
-        new_fps=25,
-        start_gate_wait_s=GATE_S,
-    )
+    again = make_sample_pair(pair.directory, **PAIR_PARAMS)
     assert again == pair
     assert pair.reference.stat().st_mtime_ns == before
 
