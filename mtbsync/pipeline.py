@@ -265,6 +265,7 @@ def align_indexes(
     reference_gps: GpsTrack | None = None,
     new_gps: GpsTrack | None = None,
     gps_notes: tuple[str, ...] = (),
+    similarity: np.ndarray | None = None,
 ) -> Alignment:
     """Align the new run's keyframes to the reference's: retrieval, verification, path, refine, warp.
 
@@ -284,6 +285,8 @@ def align_indexes(
         reference_gps: The reference run's GPS on its video's timeline, or None.
         new_gps: The new run's GPS on its video's timeline, or None.
         gps_notes: Why GPS is missing or how it was timed (carried into the summary).
+        similarity: `appearance_similarity` of ``new`` to ``ref`` when already computed (the retry
+            without GPS reuses it: it does not depend on GPS); None: computed here.
     """
     from mtbsync.align.gps import (
         band_mask,
@@ -323,9 +326,10 @@ def align_indexes(
         rec.extra["mode"] = gps["mode"]
 
     with timer.stage("matching", device=device) as rec:
-        similarity = appearance_similarity(
-            new, ref, vocabulary_size=config.path.vocabulary_size, device=device
-        )
+        if similarity is None:
+            similarity = appearance_similarity(
+                new, ref, vocabulary_size=config.path.vocabulary_size, device=device
+            )
         coarse_score = np.clip(similarity - 2.0, -1.0, 4.0)
         looks = similarity
         if allowed is not None:
@@ -442,7 +446,13 @@ def align_indexes(
         )
         why = "the GPS map disagreed with vision (check the track offset)"
         fallback = align_indexes(
-            ref, new, config, timer=timer, progress=progress, gps_notes=(why, *gps_notes)
+            ref,
+            new,
+            config,
+            timer=timer,
+            progress=progress,
+            gps_notes=(why, *gps_notes),
+            similarity=similarity,
         )
         fallback.extra["gps"]["mode"] = f"none: {why}; aligned by vision alone"
         fallback.extra["gps"]["map"] = gps.get("map")

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from mtbsync.cli import EXIT_OK, EXIT_USER_ERROR, app
 from mtbsync.config import SyncConfig
 from mtbsync.ingest.track import FIX_NONE, GpsTrack, make_track
-from mtbsync.pipeline import SyncResult, sync
+from mtbsync.pipeline import SyncResult, align_indexes, config_for_index, sync
 from mtbsync.samples.gps import sample_pair_tracks, write_gpx
 from mtbsync.timing import StageTimer
 
@@ -79,6 +79,16 @@ def test_a_wrongly_timed_track_is_moved_to_agree_with_vision(
 def test_vision_alone_says_so(vision_only: SyncResult) -> None:
     assert vision_only.gps_mode == "none: GPS off (--no-gps); aligned by vision alone"
     assert vision_only.alignment.warp.ok
+
+
+def test_a_given_similarity_is_reused(vision_only: SyncResult) -> None:
+    # The retry without GPS passes the similarity it already has instead of computing it again.
+    assert vision_only.reference is not None
+    ref, new = vision_only.reference.index, vision_only.new.index
+    given = vision_only.alignment.similarity
+    again = align_indexes(ref, new, config_for_index(SyncConfig(), ref), timer=StageTimer(), similarity=given)
+    assert again.similarity is given
+    np.testing.assert_array_equal(again.warp.t_ref, vision_only.alignment.warp.t_ref)
 
 
 def test_no_fix_falls_back_to_vision(sample_pair, vision_only: SyncResult, tmp_path: Path) -> None:

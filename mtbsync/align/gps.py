@@ -168,9 +168,8 @@ def reference_path(track: GpsTrack, config: GpsAlignConfig = GpsAlignConfig()) -
     s = np.concatenate([[0.0], np.cumsum(seg)])
     if x.size < 2 or s[-1] <= config.node_spacing_m:
         return TrailPath(x[:1], y[:1], np.zeros(1), origin)
-    keep = np.ones(x.size, bool)
     nodes = np.arange(0.0, s[-1] + 1e-9, config.node_spacing_m)
-    return TrailPath(np.interp(nodes, s[keep], x[keep]), np.interp(nodes, s[keep], y[keep]), nodes, origin)
+    return TrailPath(np.interp(nodes, s, x), np.interp(nodes, s, y), nodes, origin)
 
 
 @dataclass(frozen=True)

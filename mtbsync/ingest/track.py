@@ -7,7 +7,7 @@ source of a track never matters past ingest. Times are float seconds on the reco
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -66,18 +66,8 @@ class GpsTrack:
 
     def shifted(self, offset_s: float) -> GpsTrack:
         """The same track with `offset_s` added to every video time (for a GPX/FIT time offset)."""
-        return GpsTrack(
-            t=self.t + offset_s,
-            lat=self.lat,
-            lon=self.lon,
-            alt=self.alt,
-            speed=self.speed,
-            fix=self.fix,
-            dop=self.dop,
-            utc=self.utc,
-            source=self.source,
-            notes=self.notes,
-        )
+        # replace() carries every other field over, including any added later.
+        return replace(self, t=self.t + offset_s)
 
     def to_frame(self):  # -> polars.DataFrame (imported lazily: stages do not need polars)
         """The samples as a polars DataFrame (columns t, utc, lat, lon, alt, speed, fix, dop, usable)."""

@@ -19,6 +19,7 @@ import numpy as np
 from mtbsync.config import MatchConfig
 from mtbsync.features.index import FeatureIndex
 from mtbsync.gpu import Knn2, hamming_knn2_pairs, match_descriptors
+from mtbsync.gpu.backend import ratio_keep
 
 _MIN_MATCHES_FOR_RANSAC = 8
 _MIN_POINT_SEPARATION = 12.0  # px; shorter baselines make distance ratios noisy
@@ -102,9 +103,9 @@ def _geometry_from_matches(
 
 
 def _ratio_mask(knn: Knn2, config: MatchConfig) -> np.ndarray:
-    """Lowe's ratio test (a missing second neighbour passes) and the distance cap, as in
-    `mtbsync.gpu.match_descriptors`."""
-    return (knn.dist1 <= config.max_distance) & ((knn.dist1 < config.ratio * knn.dist2) | (knn.idx2 < 0))
+    """Lowe's ratio test (a missing second neighbour passes) and the distance cap: the one rule the
+    GPU kernel fuses (`mtbsync.gpu.backend.ratio_keep`)."""
+    return ratio_keep(knn, config.ratio, config.max_distance)
 
 
 def _ratio_matches(knn: Knn2, config: MatchConfig) -> tuple[np.ndarray, np.ndarray]:
