@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mtbsync.align.fit import pin_warp
 from mtbsync.align.warp import Warp, load_warp, save_warp
 from mtbsync.api.schemas import (
     AlignmentOut,
@@ -43,9 +42,9 @@ from mtbsync.errors import CatalogError, ConfigError, ConflictError, MtbsyncErro
 from mtbsync.export import FORMATS, ExportOptions, FrameRate, export_markers
 from mtbsync.io.proxy import playable_video
 from mtbsync.io.video import probe
-from mtbsync.library.runs import record_alignment, reference_markers_of, set_run_markers
-from mtbsync.library.worker import JOB_INGEST
-from mtbsync.markers import Marker, TransferredMarker, transfer_markers
+from mtbsync.library.runs import pin_anchor, record_alignment, reference_markers_of, set_run_markers
+from mtbsync.library.worker import JOB_INGEST, chapter_videos
+from mtbsync.markers import Marker, TransferredMarker
 from mtbsync.store.catalog import Catalog
 from mtbsync.store.queries import run_sql
 from mtbsync.store.service_file import frame_to_rows
@@ -416,18 +415,16 @@ class CatalogSource:
             ref_run = int(row["ref_run_id"])
             params = _loads(row.get("params"))
             fps = run.media.fps if run.media is not None and run.media.fps else 30.0
-            # A new anchor replaces one within a frame of it: the user corrected their own pin.
-            anchors = [
-                (float(a), float(b)) for a, b in params.get("anchors", []) if abs(float(a) - t_new) > 1 / fps
-            ]
-            anchors = sorted([*anchors, (float(t_new), float(t_ref))])
-            with timer.stage("refit", frames=len(anchors)):
-                warp = pin_warp(base, [a for a, _ in anchors], [b for _, b in anchors])
-            reference_markers = reference_markers_of(self.catalog, ref_run)
-            with timer.stage("transfer", frames=len(reference_markers)):
-                transferred = transfer_markers(
-                    reference_markers, warp, review_threshold=self.review_threshold
-                )
+            anchors, warp, transferred = pin_anchor(
+                base,
+                params.get("anchors", []),
+                t_new,
+                t_ref,
+                frame_s=1 / fps,
+                reference_markers=reference_markers_of(self.catalog, ref_run),
+                review_threshold=self.review_threshold,
+                timer=timer,
+            )
             with timer.stage("save"):
                 path = save_warp(warp, self.work_dir / "runs" / f"run{rid}" / "pinned_warp.npz")
                 with self.catalog.transaction():
@@ -484,15 +481,10 @@ class CatalogSource:
 
     def _videos(self, run_id: int) -> list[Path]:
         """The run's chapter files in order, each confined to the library (what the workers aligned)."""
-        frame = self.catalog.query(
-            "SELECT path FROM media_files WHERE run_id = ? AND role = 'video' ORDER BY chapter", [run_id]
-        )
-        paths = list(frame["path"]) if len(frame) else []
-        if not paths:
-            video_path = (self.catalog.run(run_id) or {}).get("video_path")
-            paths = [video_path] if video_path else []
-        if not paths:
-            raise NotFoundError(f"run {run_id} has no video in the catalog")
+        try:
+            paths = chapter_videos(self.catalog, run_id)
+        except CatalogError:
+            raise NotFoundError(f"run {run_id} has no video in the catalog") from None
         return [confine(path, [self.library_root]) for path in paths]
 
     def media_path(self, media_id: str) -> Path:

@@ -42,6 +42,7 @@ from mtbsync.export import FORMATS, ExportOptions, FrameRate, export_markers
 from mtbsync.io.files import atomic_write_text
 from mtbsync.io.proxy import playable_video
 from mtbsync.io.video import VideoInfo, chapter_paths, find_proxy, probe, video_label
+from mtbsync.library.runs import pin_anchor
 from mtbsync.markers import (
     Marker,
     TransferredMarker,
@@ -419,17 +420,17 @@ class PreviewSource:
         timer.subscribe(lambda rec: self._publish("stage", _stage_event(rec, "finish")))
         with self._lock:
             before = self._state()
-            # A new anchor replaces one within a frame of it: the user corrected their own pin.
-            frame = float(1 / self.new_info.fps) if self.new_info.fps else 1 / 30
-            anchors = [a for a in self.anchors if abs(a[0] - t_new) > frame] + [(float(t_new), float(t_ref))]
-            anchors.sort()
-            with timer.stage("refit", frames=len(anchors)):
-                warp = pin_warp(self.base_warp, [a for a, _ in anchors], [b for _, b in anchors])
-            with timer.stage("transfer", frames=len(self.reference_markers)):
-                transferred = transfer_markers(
-                    self.reference_markers, warp, review_threshold=self.review_threshold
-                )
-                self._markers = self._merge(transferred)
+            anchors, warp, transferred = pin_anchor(
+                self.base_warp,
+                self.anchors,
+                t_new,
+                t_ref,
+                frame_s=float(1 / self.new_info.fps) if self.new_info.fps else 1 / 30,
+                reference_markers=self.reference_markers,
+                review_threshold=self.review_threshold,
+                timer=timer,
+            )
+            self._markers = self._merge(transferred)
             self.anchors, self.warp = anchors, warp
             with timer.stage("save"):
                 self._save(before)

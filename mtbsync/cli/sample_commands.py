@@ -73,6 +73,7 @@ def demo(
         config = build_config("default", False, threads, "auto")
         console.print(f"Generating a {duration:.0f} s sample pair in {out}/ ...")
         pair = make_sample_pair(out, duration_s=duration)
+        reference_markers = read_reference_markers(pair.reference_markers_csv)
         timer = StageTimer()
         with progress_bars() as progress:
             build_index(pair.reference, out / "ref_index.npz", config, timer=timer, progress=progress)
@@ -82,7 +83,7 @@ def demo(
                 out / "sync",
                 config,
                 index_path=out / "ref_index.npz",
-                markers=read_reference_markers(pair.reference_markers_csv),
+                markers=reference_markers,
                 plot=True,
                 truth=read_truth(pair.truth_csv),
                 timer=timer,
@@ -90,7 +91,6 @@ def demo(
             )
         db_path = out / "catalog.duckdb"
         with open_catalog(db_path) as catalog:
-            reference_markers = read_reference_markers(pair.reference_markers_csv)
             record_sync(
                 catalog,
                 result,

@@ -247,6 +247,48 @@ def record_alignment(
     return alignment_id
 
 
+def pin_anchor(
+    base: Any,
+    anchors: Sequence[tuple[float, float]],
+    t_new: float,
+    t_ref: float,
+    *,
+    frame_s: float,
+    reference_markers: Sequence[Any],
+    review_threshold: float,
+    timer: StageTimer,
+) -> tuple[list[tuple[float, float]], Any, list[Any]]:
+    """Add the anchor (t_new, t_ref), refit ``base`` through all anchors and re-transfer the markers.
+
+    The review views (a library's runs, a preview's pair) pin the same way; each records the result
+    its own way.
+
+    Args:
+        base: The warp the anchors pin (the fitted one, not an earlier pinned one).
+        anchors: The anchors already set, ``(t_new, t_ref)``.
+        t_new: The new anchor's time in the new run (s).
+        t_ref: Its time in the reference run (s).
+        frame_s: One frame of the new run (s): an anchor within it of ``t_new`` is replaced.
+        reference_markers: The reference's markers to carry through the pinned warp.
+        review_threshold: Confidence under which a transferred marker needs review.
+        timer: Times the "refit" and "transfer" stages.
+
+    Returns:
+        (the anchors in order, the pinned warp, the transferred markers).
+    """
+    from mtbsync.align.fit import pin_warp
+    from mtbsync.markers import transfer_markers
+
+    # A new anchor replaces one within a frame of it: the user corrected their own pin.
+    kept = [(float(a), float(b)) for a, b in anchors if abs(float(a) - t_new) > frame_s]
+    pinned = sorted([*kept, (float(t_new), float(t_ref))])
+    with timer.stage("refit", frames=len(pinned)):
+        warp = pin_warp(base, [a for a, _ in pinned], [b for _, b in pinned])
+    with timer.stage("transfer", frames=len(reference_markers)):
+        transferred = transfer_markers(reference_markers, warp, review_threshold=review_threshold)
+    return pinned, warp, transferred
+
+
 def record_sync(
     catalog: Catalog,
     result: Any,
@@ -317,21 +359,22 @@ def record_transfer(
             return None
         catalog.record_markers(ref_run, _marker_rows(reference_markers), source="manual")
         existing = catalog.latest_alignment(new_run, ref_run)
-        alignment_id = existing["alignment_id"] if existing else None
-        if alignment_id is None:
-            alignment_id = catalog.record_alignment(
+        if existing is not None:
+            catalog.record_markers(
                 new_run,
-                ref_run,
-                ok=bool(warp.ok),
-                reason=warp.reason,
-                points=_warp_points(warp),
-                metrics=warp.metrics,
-                gates=warp.gates,
-                warp_path=warp_file,
+                _marker_rows(transferred),
+                source="transferred",
+                alignment_id=existing["alignment_id"],
             )
-        catalog.record_markers(
-            new_run, _marker_rows(transferred), source="transferred", alignment_id=alignment_id
-        )
+        else:
+            record_alignment(
+                catalog,
+                warp,
+                ref_run=ref_run,
+                new_run=new_run,
+                warp_path=warp_file,
+                transferred=transferred,
+            )
     return new_run
 
 

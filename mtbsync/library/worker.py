@@ -497,11 +497,8 @@ def _new_trail_name(catalog: Catalog, run_name: str) -> str:
 
 def _add_note(catalog: Catalog, run_id: int, note: str) -> None:
     run = catalog.run(run_id) or {}
-    notes = [n for n in str(run.get("notes") or "").splitlines() if n.strip()]
-    if any(_CHAPTER_NOTE in n for n in notes):
-        return
-    with catalog.transaction() as conn:
-        conn.execute("UPDATE runs SET notes = ? WHERE run_id = ?", ["\n".join([*notes, note]), run_id])
+    if _CHAPTER_NOTE not in str(run.get("notes") or ""):
+        catalog.add_run_note(run_id, note)
 
 
 def _params(config: Any) -> dict[str, Any]:

@@ -616,6 +616,13 @@ class Catalog:
                 "UPDATE runs SET trail_id = ?, updated_at = ? WHERE run_id = ?", [trail_id, utcnow(), run_id]
             )
 
+    def add_run_note(self, run_id: int, note: str) -> None:
+        """Append a line to a run's notes (what the run page shows under its name)."""
+        with self.transaction() as conn:
+            run = self.run(run_id) or {}
+            notes = [n for n in str(run.get("notes") or "").splitlines() if n.strip()]
+            conn.execute("UPDATE runs SET notes = ? WHERE run_id = ?", ["\n".join([*notes, note]), run_id])
+
     def set_reference_run(self, trail_id: int, run_id: int) -> None:
         """Make ``run_id`` the trail's reference (and put it on the trail)."""
         with self.transaction() as conn:

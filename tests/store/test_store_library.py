@@ -122,3 +122,40 @@ def test_store_set_reference_realigns_and_keeps_moved_markers(sample_pair, tmp_p
         # The old reference is re-aligned to the new one and gets the markers carried back.
         assert len(catalog.markers(ref, source="transferred")) == len(promoted)
         assert catalog.latest_alignment(ref, new)["ok"]
+
+
+def test_store_transfer_records_its_warp_once_and_links_the_markers(tmp_path: Path) -> None:
+    from mtbsync.align.warp import Warp
+    from mtbsync.library.runs import record_transfer
+    from mtbsync.markers import Marker, transfer_markers
+
+    t = np.linspace(0.0, 10.0, 11)
+    warp = Warp(
+        t,
+        t + 2.0,
+        np.full(t.size, 0.9),
+        ok=True,
+        metrics={"coverage_new": 1.0},
+        gates={"min_coverage": 0.3},
+        meta={"reference": {"identity": "ref-id"}, "new": {"identity": "new-id"}},
+    )
+    reference = [Marker("drop", 5.0), Marker("jump", 9.0)]
+    transferred = transfer_markers(reference, warp)
+    with Catalog.open(tmp_path / "c.duckdb") as catalog:
+        # No alignment of the pair yet: the warp file's warp is recorded and the markers point at it.
+        new_run = record_transfer(
+            catalog, warp, transferred, warp_file=tmp_path / "w.npz", reference_markers=reference
+        )
+        alignments = catalog.query("SELECT alignment_id, warp_path FROM alignments")
+        assert alignments["warp_path"].to_list() == [str(tmp_path / "w.npz")]
+        assert len(catalog.warp_points(alignments["alignment_id"][0])) == t.size
+        moved = catalog.markers(new_run, source="transferred")
+        assert moved["alignment_id"].to_list() == [alignments["alignment_id"][0]] * 2
+        assert moved["t"].to_list() == pytest.approx([3.0, 7.0])
+        # Again: the same alignment is reused, not recorded twice.
+        assert (
+            record_transfer(catalog, warp, transferred, warp_file="w2.npz", reference_markers=reference)
+            == new_run
+        )
+        assert len(catalog.query("SELECT * FROM alignments")) == 1
+        assert len(catalog.markers(new_run, source="transferred")) == 2
