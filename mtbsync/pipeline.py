@@ -25,7 +25,7 @@ from mtbsync.align.path import KeyframePath, monotone_path
 from mtbsync.align.refine import interpolate_located, refine_reference_times
 from mtbsync.align.warp import Warp, save_warp, write_timewarp_json
 from mtbsync.config import SyncConfig
-from mtbsync.errors import IN_RESULT
+from mtbsync.errors import IN_RESULT, IndexFileError
 from mtbsync.features.index import THUMB_SIZE, FeatureIndex, load_index, save_index
 from mtbsync.features.orb import OrbExtractor
 from mtbsync.gpu import backend_name
@@ -593,6 +593,7 @@ def sync(
     config: SyncConfig,
     *,
     index_path: str | Path | None = None,
+    new_index_path: str | Path | None = None,
     markers: list[Marker] | None = None,
     review_threshold: float = 0.6,
     plot: bool = False,
@@ -614,6 +615,8 @@ def sync(
         out_dir: Output folder (created).
         config: Parameters.
         index_path: A reference index built by `build_index`; built on the fly when None.
+        new_index_path: An index of the new run (the service builds one at ingest); used instead of
+            decoding the run again when it is of this video and sampled like the reference index.
         markers: Reference markers to transfer (writes new_markers.csv too).
         review_threshold: Confidence under which a transferred marker needs review.
         plot: Also draw alignment.png.
@@ -642,7 +645,9 @@ def sync(
         ref_index = ref_result.index
         ref_info = ref_result.info
     new_config = config_for_index(config, ref_index)
-    new_result = extract_keyframes(new, new_config, timer=timer, progress=progress, label="new ")
+    new_result = _indexed_keyframes(new, new_index_path, ref_index, timer=timer)
+    if new_result is None:
+        new_result = extract_keyframes(new, new_config, timer=timer, progress=progress, label="new ")
     with timer.stage("gps tracks"):
         ref_track, ref_notes = resolve_run_gps(
             reference,
@@ -710,6 +715,32 @@ def sync(
         transferred,
         gps_mode=alignment.extra["gps"]["mode"],
     )
+
+
+def indexes_comparable(index: FeatureIndex, reference: FeatureIndex) -> bool:
+    """Whether an index was sampled like a reference index (same rate, size and features)."""
+    keys = ("sample_fps", "long_side", "features")
+    return all(index.params.get(k) == reference.params.get(k) for k in keys)
+
+
+def _indexed_keyframes(
+    video: VideoSource, index_path: str | Path | None, reference: FeatureIndex, *, timer: StageTimer
+) -> KeyframeResult | None:
+    """The new run's keyframes from its own index file, or None when there is none that fits."""
+    if index_path is None:
+        return None
+    info = probe(video)
+    try:
+        with timer.stage("load index") as record:
+            record.extra["video"] = "new "
+            index = load_index(index_path, expected_identity=info.identity)
+    except IndexFileError as exc:
+        log.info("not using the new run's index: %s", exc)
+        return None
+    if not indexes_comparable(index, reference):
+        return None
+    report = DecodeReport(source=info.path, mode=str(index.params.get("decode_mode", "index")))
+    return KeyframeResult(index=index, info=info, report=report)
 
 
 def resolve_run_gps(

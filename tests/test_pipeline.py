@@ -48,3 +48,35 @@ def test_unknown_preset_and_option() -> None:
         preset("turbo")
     with pytest.raises(ConfigError, match="unknown option"):
         SyncConfig().with_overrides(decode={"colour": 1})
+
+
+def test_sync_uses_the_new_runs_own_index_instead_of_decoding_it_again(sample_pair, tmp_path: Path) -> None:
+    from mtbsync.pipeline import build_index, sync
+
+    config = preset("default")
+    ref_index = tmp_path / "ref.npz"
+    new_index = tmp_path / "new.npz"
+    build_index(sample_pair.reference, ref_index, config, timer=StageTimer())
+    build_index(sample_pair.new, new_index, config, timer=StageTimer())
+
+    def run(out: str, new_index_path: Path | None):
+        timer = StageTimer()
+        result = sync(
+            sample_pair.reference,
+            sample_pair.new,
+            tmp_path / out,
+            config,
+            index_path=ref_index,
+            new_index_path=new_index_path,
+            timer=timer,
+        )
+        decoded_new = [r for r in timer.records if r.name == "decode" and r.extra.get("video") == "new "]
+        return result.alignment.warp, decoded_new
+
+    decoded_warp, decoded = run("decoded", None)
+    indexed_warp, not_decoded = run("indexed", new_index)
+    assert decoded and not not_decoded  # the index replaced the new run's decode
+    np.testing.assert_allclose(indexed_warp.t_ref, decoded_warp.t_ref)
+    # An index of another video is not used: the run is decoded as before.
+    _, decoded_again = run("other", ref_index)
+    assert decoded_again

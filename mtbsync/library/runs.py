@@ -505,12 +505,6 @@ def index_matches(index_file: str | Path | None, videos: Any) -> bool:
         return False
 
 
-def _comparable(own: Any, reference: Any) -> bool:
-    """Whether a run's own index was sampled like a reference index (same rate, size and features)."""
-    keys = ("sample_fps", "long_side", "features")
-    return all(own.params.get(k) == reference.params.get(k) for k in keys)
-
-
 def _reference_markers(catalog: Catalog, run_id: int) -> tuple[list[Any], str]:
     """A run's markers as reference markers, and the source they came from ("" when none)."""
     from mtbsync.markers.model import Marker
@@ -883,7 +877,7 @@ def _assign_by_vision(
 ) -> Assignment:
     from mtbsync.config import SyncConfig
     from mtbsync.features.index import load_index
-    from mtbsync.pipeline import align_indexes, config_for_index, extract_keyframes
+    from mtbsync.pipeline import align_indexes, config_for_index, extract_keyframes, indexes_comparable
 
     config = config or SyncConfig()
     indexed = [(t, r, catalog.latest_index(r)) for t, r in candidates]
@@ -903,7 +897,7 @@ def _assign_by_vision(
             # The run's own index (the service builds one first) saves decoding it again.
             new_cache[key] = (
                 own
-                if own is not None and _comparable(own, ref_index)
+                if own is not None and indexes_comparable(own, ref_index)
                 else extract_keyframes(video, new_config, timer=timer, label="new ").index
             )
         warp = align_indexes(ref_index, new_cache[key], new_config, timer=timer).warp

@@ -423,6 +423,7 @@ class WorkerPool:
             self.run_dir(run_id) / f"to-run{ref_run}",
             self.config,
             index_path=index_file,
+            new_index_path=self.catalog.latest_index(run_id),  # built at ingest: no second decode
             markers=markers or None,
             review_threshold=self.review_threshold,
             timer=timer,
