@@ -39,7 +39,7 @@ from mtbsync.api.schemas import (
 )
 from mtbsync.api.source import Publish, alignment_view, confine, markers_view, splits
 from mtbsync.errors import CatalogError, ConfigError, ConflictError, MtbsyncError, NotFoundError
-from mtbsync.export import FORMATS, ExportOptions, FrameRate, export_markers
+from mtbsync.export import FORMATS, export_markers, options_for_video
 from mtbsync.io.proxy import playable_video
 from mtbsync.io.video import probe
 from mtbsync.library.runs import pin_anchor, record_alignment, reference_markers_of, set_run_markers
@@ -452,20 +452,13 @@ class CatalogSource:
             raise NotFoundError(f"no export format {fmt!r} (one of {', '.join(FORMATS)})")
         run = self.get_run(run_id)
         videos = self._videos(int(run_id))
-        video = videos[0]
-        info = probe(videos)  # a chaptered run: the joined timeline's duration
         view = self.markers(run_id)
         markers = [
             TransferredMarker(m.name, m.t_ref, m.t_new, m.confidence, m.needs_review, m.colour, m.comment)
             for m in view.markers
         ]
-        options = ExportOptions(
-            rate=FrameRate.from_fraction(info.fps),
-            title=Path(run.name).stem,
-            video_path=video,
-            video_duration=info.duration if info.duration > 0 else None,
-            video_size=(info.width, info.height),
-        )
+        # A chaptered run keeps its joined timeline, as the preview and `mtbsync export` do.
+        options = options_for_video(videos, probe(videos))
         suffix = ".markers.csv" if spec.name == "csv" else spec.suffix
         name = f"{Path(run.name).stem}.run{run_id}.{spec.name}{suffix}"
         result = export_markers(markers, spec.name, self.work_dir / "exports" / name, options)

@@ -38,7 +38,7 @@ from mtbsync.api.schemas import (
 )
 from mtbsync.api.source import Publish, alignment_view, confine, markers_view
 from mtbsync.errors import ConfigError, ConflictError, MediaError, NotFoundError
-from mtbsync.export import FORMATS, ExportOptions, FrameRate, export_markers
+from mtbsync.export import FORMATS, export_markers, options_for_video
 from mtbsync.io.files import atomic_write_text
 from mtbsync.io.proxy import playable_video
 from mtbsync.io.video import VideoInfo, chapter_paths, find_proxy, probe, video_label
@@ -481,19 +481,9 @@ class PreviewSource:
         spec = FORMATS.get(fmt)
         if spec is None:
             raise NotFoundError(f"no export format {fmt!r} (one of {', '.join(FORMATS)})")
-        info = self.new_info
         chapters = self.files.new_chapters
         stem = chapters[0].stem
-        # A recording of chapters keeps its joined timeline, as `mtbsync export` does: no one file
-        # is the clip, so the XML formats link none and the title says the chapters are joined.
-        joined = len(chapters) > 1
-        options = ExportOptions(
-            rate=FrameRate.from_fraction(info.fps),
-            title=f"{stem} + {len(chapters) - 1} chapters joined" if joined else stem,
-            video_path=None if joined else chapters[0].resolve(),
-            video_duration=info.duration if info.duration > 0 else None,
-            video_size=(info.width, info.height),
-        )
+        options = options_for_video(chapters, self.new_info)
         with self._lock:
             markers = [_transferred(m) for m in self._markers]
         suffix = ".markers.csv" if spec.name == "csv" else spec.suffix

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from mtbsync.errors import ExportError, MediaError
 from mtbsync.export import csv_format, edl, fcpxml, premiere
@@ -44,6 +45,7 @@ __all__ = [
     "export_markers_per_chapter",
     "find_new_chapters",
     "find_new_video",
+    "options_for_video",
     "prepare",
 ]
 
@@ -172,6 +174,30 @@ def find_new_chapters(markers_csv: str | Path) -> tuple[Path, ...]:
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return ()
     return chapters if len(chapters) > 1 and all(p.is_file() for p in chapters) else ()
+
+
+def options_for_video(chapters: Sequence[Path], info: Any, **overrides: Any) -> ExportOptions:
+    """Export options for a new run's video: one file, or a recording of chapters on its joined timeline.
+
+    A recording of several chapters has no one file that is the clip, so the XML formats link none and
+    the title says the chapters are joined (editors join them into one clip); `mtbsync export`, the
+    preview and the service all follow this rule.
+
+    Args:
+        chapters: The run's video files in order (one for most runs).
+        info: `io.video.VideoInfo` of the whole run (``probe(chapters)``).
+        overrides: Further `ExportOptions` fields (start timecode, reel, title, ...).
+    """
+    joined = len(chapters) > 1
+    fields: dict[str, Any] = {
+        "rate": FrameRate.from_fraction(info.fps),
+        "title": f"{chapters[0].stem} + {len(chapters) - 1} chapters joined" if joined else chapters[0].stem,
+        "video_path": None if joined else Path(chapters[0]).resolve(),
+        "video_duration": info.duration if info.duration > 0 else None,
+        "video_size": (info.width, info.height),
+    }
+    fields.update(overrides)
+    return ExportOptions(**fields)
 
 
 def export_markers_file(

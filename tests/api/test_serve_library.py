@@ -225,3 +225,16 @@ def test_exports_are_written_to_the_work_folder_and_recorded(served) -> None:
     assert rows and rows[0][0] == "csv"
     assert Path(rows[0][1]).is_relative_to(served.work_dir / "exports")
     assert not Path(rows[0][1]).is_relative_to(served.test_library)
+
+
+def test_a_multi_chapter_runs_export_keeps_the_joined_timeline(served) -> None:
+    # As the preview and `mtbsync export` do: no one chapter file is linked as the clip.
+    wait_for(lambda: settled_runs(served.url, 3), what="three settled runs")
+    run = next(
+        r
+        for r in httpx.get(f"{served.url}/api/runs").json()
+        if r["name"] == "GX010101" and r["state"] == "ready"
+    )
+    xml = httpx.get(f"{served.url}/api/runs/{run['id']}/exports/fcpxml").text
+    assert "GX010101 + 1 chapters joined" in xml
+    assert "GX010101.MP4" not in xml
