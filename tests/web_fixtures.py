@@ -117,6 +117,17 @@ def dashboard_server(sample_pair: Any, tmp_path_factory: pytest.TempPathFactory)
         yield server
 
 
+def open_run_page(page: Any, url: str, run_id: str) -> None:
+    """Open a run's page and wait until the dashboard is ready and both players have their videos."""
+    page.goto(f"{url}/#/run/{run_id}")
+    page.wait_for_function("window.mtbsync && window.mtbsync.ready === true", timeout=15000)
+    page.wait_for_function(
+        "document.getElementById('video-new').readyState >= 1"
+        " && document.getElementById('video-ref').readyState >= 1",
+        timeout=15000,
+    )
+
+
 @pytest.fixture(scope="session")
 def chromium() -> Iterator[Any]:
     """Headless Chromium (the Debian package) through Playwright's Python package."""

@@ -282,10 +282,10 @@ def trail_create(
     db: DbOption = None,
 ) -> None:
     """Create a trail, optionally with its reference run."""
-    from mtbsync.library.runs import _resolve_run
+    from mtbsync.library.runs import resolve_run
 
     with user_errors(), _open_for_write(db) as catalog:
-        ref = _resolve_run(catalog, reference) if reference else None
+        ref = resolve_run(catalog, reference) if reference else None
         existing = catalog.trail_id(name.strip())
         if existing is not None:
             # create_trail returns an existing trail unchanged: never claim a reference it did not set.

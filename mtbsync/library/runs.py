@@ -450,7 +450,12 @@ class Realigned:
     alignment_id: int | None
 
 
-def _resolve_run(catalog: Catalog, run: int | str) -> int:
+def resolve_run(catalog: Catalog, run: int | str) -> int:
+    """A run's id from its number or its name (a name several runs share is refused, listing them).
+
+    Raises:
+        CatalogError: No such run, or an ambiguous name.
+    """
     name = str(run)
     if not name.isdigit():
         # Runs recorded from the command line are named by file stem: many are called "new".
@@ -473,7 +478,12 @@ def _resolve_run(catalog: Catalog, run: int | str) -> int:
     return found
 
 
-def _resolve_trail(catalog: Catalog, trail: int | str) -> int:
+def resolve_trail(catalog: Catalog, trail: int | str) -> int:
+    """A trail's id from its number or name.
+
+    Raises:
+        CatalogError: No such trail.
+    """
     found = catalog.trail_id(trail)
     if found is None:
         raise CatalogError(f"no trail {trail!r} in the catalog (see `mtbsync trails`)", path=catalog.path)
@@ -580,8 +590,8 @@ def set_reference(
     from mtbsync.config import SyncConfig
     from mtbsync.pipeline import sync
 
-    trail_id = _resolve_trail(catalog, trail)
-    run_id = _resolve_run(catalog, run)
+    trail_id = resolve_trail(catalog, trail)
+    run_id = resolve_run(catalog, run)
     markers, source = _reference_markers(catalog, run_id)
     # Find the new reference's video before switching: a moved video must leave the trail as it was.
     ref_video = _video_of(catalog, run_id) if realign else None
@@ -755,7 +765,7 @@ def set_run_markers(
     """
     from mtbsync.markers.transfer import transfer_markers
 
-    run_id = _resolve_run(catalog, run)
+    run_id = resolve_run(catalog, run)
     _check_markers(catalog, run_id, markers)
     trail_id = catalog.execute(
         "SELECT min(trail_id) FROM trails WHERE reference_run_id = ?", [run_id]
@@ -849,9 +859,9 @@ def assign_run(
     Raises:
         CatalogError: Unknown run or trail.
     """
-    run_id = _resolve_run(catalog, run)
+    run_id = resolve_run(catalog, run)
     if trail is not None:
-        trail_id = _resolve_trail(catalog, trail)
+        trail_id = resolve_trail(catalog, trail)
         catalog.assign_run(run_id, trail_id)
         return Assignment(run_id, trail_id, "manual", 1.0)
     trails = catalog.query("SELECT trail_id, reference_run_id FROM trails WHERE reference_run_id IS NOT NULL")

@@ -17,6 +17,7 @@ import httpx
 import numpy as np
 import pytest
 from test_serve_library import settled_runs, wait_for
+from web_fixtures import open_run_page
 
 TOKEN = "serve-align-token-1"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -143,13 +144,7 @@ def test_the_dashboard_shows_the_library_and_keeps_the_players_in_step(trail, ch
         row = page.inner_text(f"#runs-table tbody tr[data-run='{new['id']}']")
         assert "GX010002" in row and any(s in row for s in ("ready", "needs review"))
         assert "GX010001" in page.inner_text(f"#runs-table tbody tr[data-run='{ref['id']}']")
-        page.goto(f"{url}/#/run/{new['id']}")
-        page.wait_for_function("window.mtbsync && window.mtbsync.ready === true", timeout=15000)
-        page.wait_for_function(
-            "document.getElementById('video-new').readyState >= 1"
-            " && document.getElementById('video-ref').readyState >= 1",
-            timeout=15000,
-        )
+        open_run_page(page, url, new["id"])
         page.evaluate("document.getElementById('video-new').currentTime = 8.0")
         page.wait_for_function(
             "Math.abs(document.getElementById('video-ref').currentTime - window.mtbsync.toRef(8.0)) < 1e-3"

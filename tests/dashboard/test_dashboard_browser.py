@@ -6,18 +6,9 @@ import csv
 import io
 
 import pytest
+from web_fixtures import open_run_page
 
 pytestmark = pytest.mark.browser
-
-
-def _open_run(page, url: str) -> None:
-    page.goto(f"{url}/#/run/new")
-    page.wait_for_function("window.mtbsync && window.mtbsync.ready === true", timeout=15000)
-    page.wait_for_function(
-        "document.getElementById('video-new').readyState >= 1"
-        " && document.getElementById('video-ref').readyState >= 1",
-        timeout=15000,
-    )
 
 
 def test_runs_page_loads_without_console_errors_and_shows_the_run(dashboard_page, dashboard_server) -> None:
@@ -33,7 +24,7 @@ def test_runs_page_loads_without_console_errors_and_shows_the_run(dashboard_page
 
 
 def test_seeking_one_player_moves_the_other_through_the_warp(dashboard_page, dashboard_server) -> None:
-    _open_run(dashboard_page, dashboard_server.url)
+    open_run_page(dashboard_page, dashboard_server.url, "new")
     warp = dashboard_server.source.warp
     new_frame, ref_frame = 1 / 25, 1 / 30
 
@@ -54,7 +45,7 @@ def test_seeking_one_player_moves_the_other_through_the_warp(dashboard_page, das
 
 
 def test_a_marker_nudge_persists_after_reload(dashboard_page, dashboard_server) -> None:
-    _open_run(dashboard_page, dashboard_server.url)
+    open_run_page(dashboard_page, dashboard_server.url, "new")
     source = dashboard_server.source
     marker = next(m for m in source.markers("new").markers if m.t_new is not None)
     dashboard_page.evaluate(f"document.getElementById('video-new').currentTime = {marker.t_new}")
@@ -75,7 +66,7 @@ def test_a_marker_nudge_persists_after_reload(dashboard_page, dashboard_server) 
 
 
 def test_an_export_downloads(dashboard_page, dashboard_server) -> None:
-    _open_run(dashboard_page, dashboard_server.url)
+    open_run_page(dashboard_page, dashboard_server.url, "new")
     with dashboard_page.expect_download() as info:
         dashboard_page.click("#exports a[data-fmt='csv']")
     download = info.value
