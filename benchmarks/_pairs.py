@@ -32,6 +32,7 @@ import numpy as np
 
 SHARED = Path(os.environ.get("MTBSYNC_SHARED", "/work/shared")) / "data"
 TRAIL = SHARED / "trail"
+TRAIL_MOUNT = SHARED / "trail_mount"
 GOPRO = SHARED / "gopro"
 GOPRO_CLIPS = {"hero7": "hero7.mp4", "max": "max-heromode.mp4", "karma": "karma.mp4"}
 
@@ -223,6 +224,24 @@ def _build_trail(out_dir: Path) -> Pair:
     )
 
 
+def _build_trail_mount(out_dir: Path) -> Pair:
+    grid_markers, grid_truth = write_grid(TRAIL_MOUNT / "truth.csv", out_dir)
+    return Pair(
+        name="trail-mount",
+        kind="same",
+        ref=str(TRAIL_MOUNT / "ref.mp4"),
+        new=str(TRAIL_MOUNT / "new.mp4"),
+        ref_markers=str(TRAIL_MOUNT / "ref_markers.csv"),
+        truth_markers=str(TRAIL_MOUNT / "truth_markers.csv"),
+        truth=str(TRAIL_MOUNT / "truth.csv"),
+        grid_markers=str(grid_markers),
+        grid_truth=str(grid_truth),
+        ref_gpx=str(TRAIL_MOUNT / "ref.gpx"),
+        new_gpx=str(TRAIL_MOUNT / "new.gpx"),
+        description="the trail again from a chest mount, 108 deg barrel lens, evening light (dead_tree unreached)",
+    )
+
+
 def _gopro_builder(key: str, seed: int) -> Callable[[Path], Pair]:
     def build(out_dir: Path) -> Pair:
         samples = _samples()
@@ -310,6 +329,17 @@ def _diff_trail_vs_gopro(out_dir: Path) -> Pair:
     )
 
 
+def _diff_mount_vs_hero7(out_dir: Path) -> Pair:
+    return Pair(
+        name="diff-hero7-mount",
+        kind="different",
+        ref=str(GOPRO / GOPRO_CLIPS["hero7"]),
+        new=str(TRAIL_MOUNT / "new.mp4"),
+        ref_markers=str(even_markers(GOPRO / GOPRO_CLIPS["hero7"], out_dir / "ref_markers.csv")),
+        description="a real GoPro clip (hero7) as reference, the chest-mount trail run as new",
+    )
+
+
 def _diff_gopro_vs_gopro(out_dir: Path) -> Pair:
     ref = GOPRO / GOPRO_CLIPS["hero7"]
     return Pair(
@@ -324,6 +354,7 @@ def _diff_gopro_vs_gopro(out_dir: Path) -> Pair:
 
 BUILDERS: dict[str, Callable[[Path], Pair]] = {
     "trail": _build_trail,
+    "trail-mount": _build_trail_mount,
     "gopro-hero7": _gopro_builder("hero7", seed=1),
     "gopro-max": _gopro_builder("max", seed=2),
     "gopro-karma": _gopro_builder("karma", seed=3),
@@ -332,6 +363,7 @@ BUILDERS: dict[str, Callable[[Path], Pair]] = {
     "diff-trail-hero7": _diff_trail_vs_gopro,
     "diff-hero7-karma": _diff_gopro_vs_gopro,
     "diff-sample": _different_trail_sample,
+    "diff-hero7-mount": _diff_mount_vs_hero7,
 }
 PAIR_NAMES = list(BUILDERS)
 

@@ -34,19 +34,25 @@ class DecodeConfig:
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    """ORB keypoints and descriptors.
+    """Local features: ORB (binary, fast) and XFeat (learned, robust to mount, lens and light).
 
     Attributes:
-        n_features: Keypoints per frame when the scene allows.
-        clahe: Equalise contrast (CLAHE) before detection; helps dark or flat frames.
+        n_features: ORB keypoints per frame when the scene allows.
+        clahe: Equalise contrast (CLAHE) before ORB detection; helps dark or flat frames.
         fast_threshold: ORB's FAST threshold; lowered automatically on sparse frames.
         feature_side: Long side (px) of the image features are computed on.
+        kind: ``auto`` aligns with ORB and, where ORB verifies too little of the runs (another
+            mount, lens or light), aligns again with learned XFeat features and keeps the better
+            alignment; ``orb`` or ``xfeat`` force one.
+        learned_features: XFeat keypoints per frame.
     """
 
     n_features: int = 800
     clahe: bool = True
     fast_threshold: int = 20
     feature_side: int = 640
+    kind: str = "auto"
+    learned_features: int = 1024
 
 
 @dataclass(frozen=True)
@@ -57,8 +63,11 @@ class MatchConfig:
         ratio: Lowe's ratio test threshold.
         max_distance: Largest Hamming distance (of 256 bits) accepted as a match.
         ransac_reproj_px: RANSAC reprojection threshold, in pixels of the 640-px feature image.
-        min_inliers: Fewer verified inliers than this means "no geometric agreement".
+        min_inliers: Fewer verified inliers than this means "no geometric agreement" (ORB).
         device: Compute device for Hamming matching: auto, cpu or gpu.
+        learned_min_inliers: The same for learned features, whose fundamental-matrix check lets more
+            chance matches through than ORB's homography (a point only has to lie near a line).
+        learned_reproj_px: Sampson-distance threshold (px of the 640-px image) of that check.
     """
 
     ratio: float = 0.8
@@ -66,6 +75,8 @@ class MatchConfig:
     ransac_reproj_px: float = 4.0
     min_inliers: int = 12
     device: str = "auto"
+    learned_min_inliers: int = 40
+    learned_reproj_px: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -109,6 +120,9 @@ class SyncConfig:
         refine: Time markers at full frame rate (decoding short windows of both videos).
         refine_window_s: Least half-width (s of new-run time) of the window searched around each
             marker's warped time; it widens where the new rider is slow or the warp is uncertain.
+        dense: Place every new keyframe among the reference's frames at full frame rate, so the
+            warp between markers is accurate to about a frame: ``on``, ``off``, or ``auto`` (on
+            while the reference frames to decode stay under `DENSE_AUTO_PIXELS`).
     """
 
     decode: DecodeConfig = field(default_factory=DecodeConfig)
@@ -118,6 +132,7 @@ class SyncConfig:
     gates: WarpGates = field(default_factory=WarpGates)
     refine: bool = True
     refine_window_s: float = 0.5
+    dense: str = "auto"
 
     def to_dict(self) -> dict[str, Any]:
         """The configuration as plain JSON-able data."""
@@ -142,6 +157,11 @@ class SyncConfig:
                 raise ConfigError(f"unknown option in {section}: {exc}") from None
         return updated
 
+
+# Pixels of reference frames (frames x width x height) that ``dense="auto"`` decodes at most: about a
+# minute of 1080p30, three of 720p, ten of 640x360. Longer references keep the keyframe warp unless
+# ``dense="on"`` (the cost is a full decode of the covered part of the reference).
+DENSE_AUTO_PIXELS = 4.0e9
 
 PRESETS: dict[str, SyncConfig] = {
     "default": SyncConfig(),

@@ -23,11 +23,11 @@ from mtbsync.align.fit import fit_warp
 from mtbsync.align.pairs import AlignmentPair, write_pairs_csv
 from mtbsync.align.path import KeyframePath, monotone_path
 from mtbsync.align.refine import interpolate_located, refine_reference_times
-from mtbsync.align.warp import Warp, save_warp, write_timewarp_json
+from mtbsync.align.warp import Warp, save_warp, write_dense_warp_csv, write_timewarp_json
 from mtbsync.config import SyncConfig
 from mtbsync.errors import IN_RESULT, IndexFileError
+from mtbsync.features.extractors import FEATURE_KINDS, Extractor, empty_features, is_learned, make_extractor
 from mtbsync.features.index import THUMB_SIZE, FeatureIndex, load_index, save_index
-from mtbsync.features.orb import OrbExtractor
 from mtbsync.gpu import backend_name
 from mtbsync.ingest.track import GpsTrack
 from mtbsync.io.video import (
@@ -72,8 +72,9 @@ def extract_keyframes(
     timer: StageTimer,
     progress: Progress = _no_progress,
     label: str = "",
+    kind: str | None = None,
 ) -> KeyframeResult:
-    """Decode ``video`` once, sampling keyframes by time, and compute their ORB features.
+    """Decode ``video`` once, sampling keyframes by time, and compute their local features.
 
     Decoding runs in a background thread, overlapped with feature extraction; memory stays bounded.
     The decode and feature busy times are published as the stages ``decode`` and ``features``.
@@ -85,10 +86,12 @@ def extract_keyframes(
         timer: Stage timer.
         progress: Progress callback.
         label: Prefix of the progress stage and of the timing records (``"reference "``).
+        kind: ``orb`` or ``xfeat``; None: the configured kind (``auto`` starts with ORB).
 
     Raises:
         MediaError: The video cannot be read.
     """
+    kind = kind or first_feature_kind(config)
     info = probe(video)
     name = video_label(video) if info.is_chaptered else str(info.path)
     # A recording of chapters is decoded on the timeline its probe measured (no second probe).
@@ -123,7 +126,7 @@ def extract_keyframes(
                 return
             yield frame
 
-    extractor = OrbExtractor(config.features)
+    extractor = make_extractor(kind, config.features)
     times, features, thumbs = [], [], []
     image_size = (0, 0)
     for frame in prefetch(decoded(), depth=6):
@@ -140,7 +143,12 @@ def extract_keyframes(
         device="gpu" if report.decoder == "nvdec" else "cpu",
         extra={"video": label or name, "decoder": report.decoder},
     )
-    timer.add_busy("features", feature_clock, frames=len(times), extra={"video": label or name})
+    timer.add_busy(
+        "features" if kind == "orb" else f"features {kind}",
+        feature_clock,
+        frames=len(times),
+        extra={"video": label or name, "kind": kind},
+    )
     params = {
         "sample_fps": config.decode.sample_fps,
         "long_side": long_side,
@@ -148,11 +156,7 @@ def extract_keyframes(
         "decode_mode": report.mode,
         "decoded_from": ", ".join(str(p) for p in chapter_paths(source)),
         "truncated": report.truncated,
-        "features": {
-            "n_features": config.features.n_features,
-            "clahe": config.features.clahe,
-            "fast_threshold": config.features.fast_threshold,
-        },
+        "features": _feature_params(config, kind),
         "mtbsync_version": __version__,
     }
     video_facts = {
@@ -167,6 +171,32 @@ def extract_keyframes(
     }
     index = FeatureIndex.from_frames(times, features, thumbs, image_size, video_facts, params)
     return KeyframeResult(index, info, report)
+
+
+def first_feature_kind(config: SyncConfig) -> str:
+    """The features an alignment starts with: the configured kind, ORB for ``auto`` (the cascade
+    adds learned features only where ORB verifies too little).
+
+    Raises:
+        ConfigError: An unknown kind.
+    """
+    from mtbsync.errors import ConfigError
+
+    kind = config.features.kind
+    if kind not in {"auto", *FEATURE_KINDS}:
+        raise ConfigError(f"unknown feature kind {kind!r}; choose auto, {', '.join(FEATURE_KINDS)}")
+    return "orb" if kind == "auto" else kind
+
+
+def _feature_params(config: SyncConfig, kind: str) -> dict[str, Any]:
+    """The feature parameters an index records (ORB's as before, so older indexes still compare)."""
+    if kind == "orb":
+        return {
+            "n_features": config.features.n_features,
+            "clahe": config.features.clahe,
+            "fast_threshold": config.features.fast_threshold,
+        }
+    return {"kind": kind, "n_features": config.features.learned_features}
 
 
 def _chapter_facts(info: VideoInfo) -> dict[str, Any]:
@@ -233,6 +263,14 @@ def config_for_index(config: SyncConfig, index: FeatureIndex) -> SyncConfig:
     """The configuration a new run must be decoded with to be comparable with ``index``."""
     params = index.params
     feats = params.get("features", {})
+    if feats.get("kind", "orb") != "orb":
+        return config.with_overrides(
+            decode={"sample_fps": params.get("sample_fps", config.decode.sample_fps)},
+            features={
+                "learned_features": feats.get("n_features", config.features.learned_features),
+                "feature_side": params.get("long_side", config.features.feature_side),
+            },
+        )
     return config.with_overrides(
         decode={"sample_fps": params.get("sample_fps", config.decode.sample_fps)},
         features={
@@ -244,6 +282,11 @@ def config_for_index(config: SyncConfig, index: FeatureIndex) -> SyncConfig:
     )
 
 
+def index_feature_kind(index: FeatureIndex) -> str:
+    """The kind of features an index holds (``orb`` for indexes written before learned features)."""
+    return str(index.params.get("features", {}).get("kind", "orb"))
+
+
 @dataclass
 class Alignment:
     """Everything the alignment of two runs produced."""
@@ -253,6 +296,8 @@ class Alignment:
     path: KeyframePath
     similarity: np.ndarray
     extra: dict[str, Any] = field(default_factory=dict)
+    gps_map: Any = None  # the GPS map of the two runs (mtbsync.align.gps.GpsMapping), when both had GPS
+    new_index: FeatureIndex | None = None  # the new run's keyframes the alignment was made from
 
 
 def align_indexes(
@@ -298,6 +343,8 @@ def align_indexes(
     )
 
     device = backend_name(config.match.device)
+    learned = is_learned(ref.descriptors)
+    min_inliers = config.match.learned_min_inliers if learned else config.match.min_inliers
     n_new, n_ref = len(new), len(ref)
     ref_step = float(np.median(np.diff(ref.times))) if n_ref > 1 else 1.0
     new_step = float(np.median(np.diff(new.times))) if n_new > 1 else 1.0
@@ -364,7 +411,7 @@ def align_indexes(
         zoom = np.full((n_new, n_ref), np.nan)
         inliers[band[:, 0], band[:, 1]] = geometry.inliers
         zoom[band[:, 0], band[:, 1]] = geometry.log_zoom
-        score = np.where(inliers >= 0, verification_score(inliers, config.match.min_inliers), -1.0)
+        score = np.where(inliers >= 0, verification_score(inliers, min_inliers), -1.0)
         if allowed is not None:
             score = np.where(allowed, score, -1.0)
         path = monotone_path(score, max_step=max_step, stop_penalty=config.path.stop_penalty)
@@ -386,7 +433,7 @@ def align_indexes(
         rec.device = backend_name(device)
 
     with timer.stage("warp") as rec:
-        verified = (path_inliers >= config.match.min_inliers) & ~refined.outside
+        verified = (path_inliers >= min_inliers) & ~refined.outside
         new_duration = float(new.video.get("duration") or (new.times[-1] if n_new else 0.0))
         ref_duration = float(ref.video.get("duration") or (ref.times[-1] if n_ref else 0.0))
         t_ref_fit = refined.t_ref
@@ -423,6 +470,7 @@ def align_indexes(
             device=device,
             mtbsync_version=__version__,
             zoom_bias=refined.zoom_bias,
+            features=index_feature_kind(ref),
         )
         rec.frames = len(warp.t_new)
     pairs = [
@@ -456,8 +504,17 @@ def align_indexes(
         )
         fallback.extra["gps"]["mode"] = f"none: {why}; aligned by vision alone"
         fallback.extra["gps"]["map"] = gps.get("map")
+        fallback.gps_map = mapping
         return fallback
-    return Alignment(warp=warp, pairs=pairs, path=path, similarity=similarity, extra={"gps": gps})
+    return Alignment(
+        warp=warp,
+        pairs=pairs,
+        path=path,
+        similarity=similarity,
+        extra={"gps": gps},
+        gps_map=mapping,
+        new_index=new,
+    )
 
 
 def _gps_mode(reference_gps: GpsTrack | None, new_gps: GpsTrack | None, notes: tuple[str, ...]) -> str:
@@ -494,7 +551,10 @@ def transfer_with_refinement(
 
     anchors: list[AlignmentPair] = []
     found = np.zeros(len(markers), bool)
-    refined = config.refine and warp.ok and reference is not None and new is not None and bool(markers)
+    vision = warp.metrics.get("model") != "gps"  # a GPS-only warp has nothing vision could time
+    refined = (
+        config.refine and warp.ok and vision and reference is not None and new is not None and bool(markers)
+    )
     if refined:
         refinement = refine_at_reference_times(
             reference, new, warp, [m.t_ref for m in markers], config, timer=timer
@@ -670,6 +730,23 @@ def sync(
         new_gps=new_track,
         gps_notes=tuple(ref_notes + new_notes),
     )
+    if _wants_learned_features(alignment, config):
+        alignment = _align_with_learned_features(
+            alignment,
+            reference,
+            new,
+            new_config,
+            timer=timer,
+            progress=progress,
+            reference_gps=ref_track,
+            new_gps=new_track,
+            gps_notes=tuple(ref_notes + new_notes),
+        )
+    if not alignment.warp.ok and alignment.gps_map is not None:
+        alignment = _gps_last_resort(alignment, new_result.index, ref_index, config)
+    alignment.warp.meta.setdefault("model", _model_name(alignment.warp))
+    if alignment.warp.ok and alignment.warp.meta["model"] != "gps":
+        alignment.warp = densify_warp(alignment, reference, new_config, timer=timer)
     # The files as found now (an index may have been built where the reference lay before).
     alignment.warp.meta["reference"]["path"] = str(ref_info.path.resolve())
     alignment.warp.meta["reference"].update(_chapter_facts(ref_info))
@@ -689,6 +766,12 @@ def sync(
         "pairs": write_pairs_csv(out_dir / "pairs.csv", alignment.pairs),
         "warp": save_warp(alignment.warp, out_dir / "warp.npz"),
         "timewarp": write_timewarp_json(alignment.warp, out_dir / "timewarp.json"),
+        "dense_warp": write_dense_warp_csv(
+            alignment.warp,
+            out_dir / "warp.csv",
+            frame_duration=new_result.info.frame_duration,
+            duration=new_result.info.duration,
+        ),
     }
     if transferred is not None:
         from mtbsync.markers import write_new_markers
@@ -715,6 +798,204 @@ def sync(
         transferred,
         gps_mode=alignment.extra["gps"]["mode"],
     )
+
+
+# An ORB alignment verified on less of its path than this (or not aligned at all) is tried again with
+# learned features: ORB loses most matches when the mount, the lens or the light changes.
+_LEARNED_BELOW_INLIER_FRAC = 0.75
+
+
+def _wants_learned_features(alignment: Alignment, config: SyncConfig) -> bool:
+    """Whether the cascade should align again with learned features (``--features auto`` only)."""
+    from mtbsync.features.xfeat import available
+
+    if config.features.kind != "auto" or alignment.warp.meta.get("features", "orb") != "orb":
+        return False
+    warp = alignment.warp
+    weak = not warp.ok or float(warp.metrics.get("inlier_frac") or 0.0) < _LEARNED_BELOW_INLIER_FRAC
+    if weak and not available():
+        log.warning("ORB verified too little and learned features are not installed (onnxruntime)")
+        return False
+    return weak
+
+
+def _align_with_learned_features(
+    orb: Alignment,
+    reference: VideoSource,
+    new: VideoSource,
+    config: SyncConfig,
+    *,
+    timer: StageTimer,
+    progress: Progress,
+    reference_gps: GpsTrack | None,
+    new_gps: GpsTrack | None,
+    gps_notes: tuple[str, ...],
+) -> Alignment:
+    """Align again with XFeat keyframes; keep whichever alignment the evidence supports better."""
+    learned_config = config.with_overrides(features={"kind": "xfeat"})
+    ref_learned = extract_keyframes(
+        reference, learned_config, timer=timer, progress=progress, label="reference ", kind="xfeat"
+    )
+    new_learned = extract_keyframes(
+        new, learned_config, timer=timer, progress=progress, label="new ", kind="xfeat"
+    )
+    learned = align_indexes(
+        ref_learned.index,
+        new_learned.index,
+        learned_config,
+        timer=timer,
+        progress=progress,
+        reference_gps=reference_gps,
+        new_gps=new_gps,
+        gps_notes=gps_notes,
+    )
+    chosen, other = (learned, orb) if _better(learned.warp, orb.warp) else (orb, learned)
+    why = f"ORB verified {_verified_text(orb.warp)}, learned features (XFeat) {_verified_text(learned.warp)}"
+    chosen.warp.metrics["features"] = {
+        "used": chosen.warp.meta.get("features"),
+        "tried": ["orb", "xfeat"],
+        "why": why,
+        "other_ok": bool(other.warp.ok),
+    }
+    log.info("features: %s; using %s", why, chosen.warp.meta.get("features"))
+    return chosen
+
+
+def densify_warp(
+    alignment: Alignment, reference: VideoSource, config: SyncConfig, *, timer: StageTimer
+) -> Warp:
+    """Place every covered new keyframe among the reference's frames at full rate; pin the warp there.
+
+    Runs when ``config.dense`` is ``on``, or ``auto`` and the reference frames to decode stay under
+    `DENSE_AUTO_PIXELS`; ``warp.metrics["dense"]`` says whether it ran and what it found.
+    """
+    from mtbsync.align.dense import half_windows, locate_keyframes
+    from mtbsync.align.fit import pin_warp
+    from mtbsync.config import DENSE_AUTO_PIXELS
+    from mtbsync.io.video import merge_windows
+
+    warp, new = alignment.warp, alignment.new_index
+    if config.dense == "off" or new is None or warp.is_empty:
+        warp.metrics["dense"] = {"ran": False, "why": "off"}
+        return warp
+    lo, hi = warp.new_range
+    keyframes = np.nonzero((new.times >= lo) & (new.times <= hi))[0]
+    predicted = warp.to_ref(new.times[keyframes])
+    ref_info = probe(reference)
+    half = half_windows(
+        float((warp.metrics.get("residuals_s") or {}).get("p90") or 0.1), ref_info.frame_duration
+    )
+    windows = merge_windows([(p - half, p + half) for p in predicted if np.isfinite(p)], gap=0.0)
+    seconds = sum(b - a for a, b in windows)
+    pixels = seconds / ref_info.frame_duration * ref_info.width * ref_info.height
+    if config.dense == "auto" and pixels > DENSE_AUTO_PIXELS:
+        warp.metrics["dense"] = {
+            "ran": False,
+            "why": f"the reference is long ({seconds:.0f} s at {ref_info.width}x{ref_info.height}); "
+            "--dense-warp on times every frame",
+        }
+        return warp
+    kind = str(warp.meta.get("features") or "orb")
+    long_side = min(config.features.feature_side, config.decode.max_side)
+    with timer.stage("dense warp", frames=len(keyframes)) as rec:
+        extractor = make_extractor(kind, config.features)
+        ref_t, ref_feats = _window_features(reference, windows, long_side, extractor)
+        stacked_new = _stack([new.frame(int(k)) for k in keyframes], kind)
+        learned = kind != "orb"
+        points = locate_keyframes(
+            new.times[keyframes],
+            stacked_new,
+            ref_t,
+            _stack(ref_feats, kind),
+            predicted,
+            half,
+            config.match,
+            reproj_px=config.match.ransac_reproj_px * max(new.image_size) / 640.0,
+            min_inliers=config.match.learned_min_inliers if learned else config.match.min_inliers,
+        )
+        found = points.found & _consistent(points.t_new, points.t_ref)
+        dense_metrics = {
+            "ran": True,
+            "keyframes": len(keyframes),
+            "located": int(found.sum()),
+            "reference_frames": len(ref_t),
+            "zoom_bias": round(points.zoom_bias, 4),
+        }
+        rec.extra.update(dense_metrics)
+        if found.sum() >= 2:
+            warp = pin_warp(warp, points.t_new[found], points.t_ref[found], clearance=0.1)
+            warp.metrics.pop("anchors", None)  # anchors count the markers pinned later
+        warp.metrics["dense"] = dense_metrics
+    return warp
+
+
+def _consistent(t_new: np.ndarray, t_ref: np.ndarray, tolerance_s: float = 0.12) -> np.ndarray:
+    """Located points that agree with a line through their neighbours on one side (a wrong peak
+    agrees with neither side; a change of pace still agrees with one)."""
+    ok = np.isfinite(t_ref)
+    idx = np.nonzero(ok)[0]
+    keep = np.zeros(t_ref.size, bool)
+    for pos, k in enumerate(idx):
+        for side in (idx[max(0, pos - 2) : pos], idx[pos + 1 : pos + 3]):
+            if side.size == 2:
+                slope = (t_ref[side[1]] - t_ref[side[0]]) / (t_new[side[1]] - t_new[side[0]])
+                guess = t_ref[side[0]] + slope * (t_new[k] - t_new[side[0]])
+                if abs(guess - t_ref[k]) <= tolerance_s:
+                    keep[k] = True
+    return keep
+
+
+def _gps_last_resort(
+    alignment: Alignment, new: FeatureIndex, ref: FeatureIndex, config: SyncConfig
+) -> Alignment:
+    """Where vision verified too little but both runs' GPS rides the same trail, align by GPS alone."""
+    from mtbsync.align.gps import gps_only_warp
+
+    vision = alignment.warp
+    warp = gps_only_warp(
+        alignment.gps_map,
+        vision,
+        new_duration=float(new.video.get("duration") or 0.0),
+        ref_duration=float(ref.video.get("duration") or 0.0),
+        min_coverage=config.gates.min_coverage,
+    )
+    if warp is None:
+        return alignment
+    warp.meta["model"] = "gps"
+    warp.meta["model_reason"] = (
+        f"vision did not align the runs ({vision.reason}); GPS puts both on the same trail, so it "
+        "aligns them by position along the trail"
+    )
+    log.warning("%s", warp.reason, extra=IN_RESULT)
+    alignment.warp = warp
+    return alignment
+
+
+def _model_name(warp: Warp) -> str:
+    """What the warp rests on: ``vision-orb``, ``vision-xfeat`` or ``gps``."""
+    if warp.metrics.get("model") == "gps":
+        return "gps"
+    return f"vision-{warp.meta.get('features', 'orb')}"
+
+
+def _verified_text(warp: Warp) -> str:
+    frac = float(warp.metrics.get("inlier_frac") or 0.0)
+    state = "aligned" if warp.ok else "not aligned"
+    return f"{frac:.0%} of its path ({state})"
+
+
+def _better(candidate: Warp, current: Warp) -> bool:
+    """Whether ``candidate`` is the better-supported alignment: an aligned one over one that is not,
+    then the larger verified share of the path times its coverage."""
+    if candidate.ok != current.ok:
+        return candidate.ok
+
+    def support(warp: Warp) -> float:
+        frac = float(warp.metrics.get("inlier_frac") or 0.0)
+        coverage = max(float(warp.metrics.get("coverage_new") or 0.0), 0.0)
+        return frac * coverage
+
+    return support(candidate) > support(current)
 
 
 def indexes_comparable(index: FeatureIndex, reference: FeatureIndex) -> bool:
@@ -921,9 +1202,9 @@ def refit_warp(
 
 
 def _window_features(
-    video: VideoSource, windows: list[tuple[float, float]], long_side: int, extractor: OrbExtractor
+    video: VideoSource, windows: list[tuple[float, float]], long_side: int, extractor: Extractor
 ) -> tuple[np.ndarray, list]:
-    """Times and ORB features of every frame inside ``windows`` (full frame rate)."""
+    """Times and local features of every frame inside ``windows`` (full frame rate)."""
     from mtbsync.io.video import iter_window_frames
 
     times, features = [], []
@@ -933,12 +1214,13 @@ def _window_features(
     return np.array(times), features
 
 
-def _stack(features: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _stack(features: list, kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-frame features stacked as (keypoints, descriptors, offsets), the layout of an index."""
     counts = [len(f) for f in features]
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    kp = np.concatenate([f.keypoints for f in features]) if features else np.zeros((0, 4), np.float32)
-    desc = np.concatenate([f.descriptors for f in features]) if features else np.zeros((0, 32), np.uint8)
+    features = features or [empty_features(kind)]
+    kp = np.concatenate([f.keypoints for f in features])
+    desc = np.concatenate([f.descriptors for f in features])
     return kp, desc, offsets
 
 
@@ -949,6 +1231,8 @@ _REFINE_REF_FRAMES = 2
 # extra points sharpen the inlier peak and the zoom estimate.
 _REFINE_FEATURES = 1200
 _REFINE_MAX_WINDOW_S = 1.0
+# Fewest inliers at a window's peak for ORB's homography to say the reference frame is there.
+_REFINE_MIN_INLIERS = 20
 
 
 @dataclass(frozen=True)
@@ -991,7 +1275,10 @@ def refine_at_reference_times(
     ref_info, new_info = probe(reference), probe(new)
     ref_frame_s, new_frame_s = ref_info.frame_duration, new_info.frame_duration
     long_side = min(config.features.feature_side, config.decode.max_side)
-    extractor = OrbExtractor(config.with_overrides(features={"n_features": _REFINE_FEATURES}).features)
+    # The features the runs were aligned with: where ORB could not align them, it cannot time them.
+    kind = str(warp.meta.get("features") or "orb")
+    extractor = make_extractor(kind, config.features, n_features=_REFINE_FEATURES if kind == "orb" else None)
+    min_peak = config.match.learned_min_inliers if kind != "orb" else _REFINE_MIN_INLIERS
     # Search as far as the warp may be off: twice its worst residual, and at least most of a keyframe
     # step (the keyframe a place was matched to can be the neighbour), which lasts longer in new-run
     # time where the new rider is slow.
@@ -1020,7 +1307,7 @@ def refine_at_reference_times(
             plan.extend((k, int(r), in_window) for r in bracket)
         pairs = np.array([(n, r) for _, r, window_frames in plan for n in window_frames], np.int64)
         geometry = verify_block_pairs(
-            *_stack(new_feats), *_stack(ref_feats), pairs, config.match, reproj_px=reproj_px
+            *_stack(new_feats, kind), *_stack(ref_feats, kind), pairs, config.match, reproj_px=reproj_px
         )
         spans = np.cumsum([0] + [len(w) for _, _, w in plan])
         # The zoom between the cameras at the same place (another lens, another mount) is read at
@@ -1030,13 +1317,18 @@ def refine_at_reference_times(
             [
                 (new_t[w], geometry.inliers[a:b], geometry.log_zoom[a:b])
                 for (_, _, w), a, b in zip(plan, spans[:-1], spans[1:], strict=True)
-            ]
+            ],
+            min_inliers=min_peak,
         )
         rec.extra["zoom_bias"] = bias
         located: dict[int, list[tuple[float, float]]] = {k: [] for k in todo}
         for (k, r, in_window), a, b in zip(plan, spans[:-1], spans[1:], strict=True):
             timing = locate_in_window(
-                new_t[in_window], geometry.inliers[a:b], geometry.log_zoom[a:b], zoom_bias=bias
+                new_t[in_window],
+                geometry.inliers[a:b],
+                geometry.log_zoom[a:b],
+                zoom_bias=bias,
+                min_inliers=min_peak,
             )
             guess = predicted[k]
             if np.isfinite(timing.t_new) and abs(timing.t_new - guess) <= windows[k] - new_frame_s:

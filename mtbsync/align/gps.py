@@ -491,6 +491,79 @@ def fill_gaps(
     return filled, added
 
 
+# Confidence of a warp from GPS alone: under the review threshold, so every marker asks to be checked.
+GPS_ONLY_CONFIDENCE = 0.3
+
+
+def gps_only_warp(
+    mapping: GpsMapping,
+    vision: Warp,
+    *,
+    new_duration: float,
+    ref_duration: float,
+    min_coverage: float,
+    config: GpsAlignConfig = GpsAlignConfig(),
+) -> Warp | None:
+    """The last resort: a warp from position along the trail alone, when vision verified too little.
+
+    Built only when both tracks ride the same trail over enough of the runs (``min_coverage`` of the
+    shorter run, as the vision gate asks). Its knots are the GPS map (kept monotone), at a confidence
+    under the review threshold; ``metrics["model"]`` is ``gps`` and ``metrics["accuracy_s"]`` the
+    map's median uncertainty, so the summary and timewarp.json can say how far to trust it.
+
+    Args:
+        mapping: The GPS map of the two runs.
+        vision: The vision warp that did not pass its gates (its reason is kept).
+        new_duration: Length of the new run (s).
+        ref_duration: Length of the reference run (s).
+        min_coverage: Smallest covered share of the shorter run.
+        config: Parameters.
+
+    Returns:
+        The warp, or None when GPS cannot align the runs either.
+    """
+    if not mapping.same_trail or not mapping.valid.any():
+        return None
+    t_new = mapping.t_new[mapping.valid]
+    t_ref = np.maximum.accumulate(mapping.t_ref[mapping.valid])
+    sigma = mapping.sigma[mapping.valid]
+    t_new, first = np.unique(t_new, return_index=True)
+    t_ref, sigma = t_ref[first], sigma[first]
+    if t_new.size < 2:
+        return None
+    cov_new = (t_new[-1] - t_new[0]) / max(new_duration, 1e-9)
+    cov_ref = (t_ref[-1] - t_ref[0]) / max(ref_duration, 1e-9)
+    if max(cov_new, cov_ref) < min_coverage:
+        return None
+    confidence = np.full(t_new.size, GPS_ONLY_CONFIDENCE)
+    accuracy = float(np.median(sigma))
+    metrics = dict(vision.metrics)
+    metrics.update(
+        model="gps",
+        vision_reason=vision.reason,
+        accuracy_s=round(accuracy, 3),
+        coverage_new=round(float(cov_new), 4),
+        coverage_ref=round(float(cov_ref), 4),
+        mean_confidence=GPS_ONLY_CONFIDENCE,
+        segments=confidence_segments(t_new, t_ref, confidence),
+        verified_ref_range=[round(float(t_ref[0]), 4), round(float(t_ref[-1]), 4)],
+    )
+    reason = (
+        f"aligned by GPS alone (position along the trail, about +-{accuracy:.1f} s): vision verified "
+        f"too little ({vision.reason or 'no consistent path'}); every marker needs review"
+    )
+    return Warp(
+        t_new,
+        t_ref,
+        confidence,
+        ok=True,
+        reason=reason,
+        metrics=metrics,
+        gates=dict(vision.gates),
+        meta=dict(vision.meta),
+    )
+
+
 # --------------------------------------------------------------------------------------------------
 # One run only: speed and stops
 

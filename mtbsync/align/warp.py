@@ -235,6 +235,26 @@ def write_timewarp_json(warp: Warp, path: str | Path) -> Path:
     return path
 
 
+def write_dense_warp_csv(warp: Warp, path: str | Path, *, frame_duration: float, duration: float) -> Path:
+    """Write the warp at every new-run frame as ``t_new,t_ref,confidence`` (CSV), atomically.
+
+    One row per frame of the new video (``k * frame_duration`` up to ``duration``), so an editor or a
+    script needs no interpolation; frames outside the covered part have an empty ``t_ref`` and
+    confidence 0. A warp that did not pass its gates is written the same way (``timewarp.json``
+    says it is not trusted).
+    """
+    path = Path(path)
+    count = max(0, math.floor(duration / frame_duration + 1e-6) + 1) if frame_duration > 0 else 0
+    t_new = np.arange(count) * frame_duration
+    t_ref = warp.to_ref(t_new) if count else np.zeros(0)
+    confidence = warp.confidence_at(t_new) if count else np.zeros(0)
+    lines = ["t_new,t_ref,confidence"]
+    for tn, tr, conf in zip(t_new, t_ref, confidence, strict=True):
+        lines.append(f"{tn:.6f},{tr:.6f},{conf:.3f}" if np.isfinite(tr) else f"{tn:.6f},,0.000")
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return path
+
+
 def _load_timewarp_json(path: Path) -> Warp:
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))

@@ -22,7 +22,7 @@ from rich.table import Table
 
 from mtbsync import __version__
 from mtbsync.config import SyncConfig, preset
-from mtbsync.errors import IN_RESULT, MtbsyncError
+from mtbsync.errors import IN_RESULT, ConfigError, MtbsyncError
 
 EXIT_OK, EXIT_USER_ERROR, EXIT_NOT_ALIGNED = 0, 1, 3
 
@@ -136,6 +136,22 @@ def build_config(preset_name: str, fast: bool, threads: int, device: str, **deco
     return config.with_overrides(decode={**overrides, "threads": threads}, match={"device": device})
 
 
+def with_alignment_options(config: SyncConfig, *, features: str, dense: str) -> SyncConfig:
+    """``--features`` and ``--dense-warp`` checked and applied (one line for a wrong value).
+
+    Raises:
+        ConfigError: A value outside the choices.
+    """
+    features, dense = features.strip().lower(), dense.strip().lower()
+    if features not in {"auto", "orb", "xfeat"}:
+        raise ConfigError(f"--features must be auto, orb or xfeat, not {features!r}")
+    if dense not in {"auto", "on", "off"}:
+        raise ConfigError(f"--dense-warp must be auto, on or off, not {dense!r}")
+    from dataclasses import replace
+
+    return replace(config.with_overrides(features={"kind": features}), dense=dense)
+
+
 def _set_threads(threads: int) -> None:
     import cv2
 
@@ -206,6 +222,25 @@ def alignment_table(warp: Any) -> Table:
         )
     if "mean_confidence" in metrics:
         table.add_row("mean confidence", f"{metrics['mean_confidence']:.2f}")
+    meta = getattr(warp, "meta", None) or {}
+    model = meta.get("model")
+    if model:
+        names = {"vision-orb": "vision (ORB)", "vision-xfeat": "vision (learned features, XFeat)"}
+        table.add_row("model", escape(names.get(model, model)))
+    features = metrics.get("features")
+    if features:
+        table.add_row("", f"[dim]{escape(str(features.get('why', '')))}[/]")
+    if model == "gps":
+        table.add_row("", f"[yellow]{escape(str(meta.get('model_reason', '')))}[/]")
+    dense = metrics.get("dense")
+    if dense:
+        text = (
+            f"{dense['located']} of {dense['keyframes']} keyframes timed against "
+            f"{dense['reference_frames']} reference frames"
+            if dense.get("ran")
+            else f"not run: {dense.get('why', '')}"
+        )
+        table.add_row("dense warp", escape(text))
     gps = metrics.get("gps")
     if gps:
         mode_text = str(gps.get("mode", ""))

@@ -26,6 +26,7 @@ from mtbsync.cli._common import (
     results_shown,
     timings_table,
     user_errors,
+    with_alignment_options,
 )
 from mtbsync.config import SyncConfig
 from mtbsync.errors import ConfigError, MtbsyncError, OutputError
@@ -164,9 +165,23 @@ def sync(
     threads: ThreadsOpt = 0,
     device: DeviceOpt = "auto",
     preset_name: PresetOpt = "default",
+    features: Annotated[
+        str,
+        typer.Option(
+            "--features",
+            help="Local features: auto (ORB, then learned XFeat where ORB verifies too little), orb, xfeat.",
+        ),
+    ] = "auto",
+    dense_warp: Annotated[
+        str,
+        typer.Option(
+            "--dense-warp",
+            help="Time every new keyframe at full reference frame rate: auto (short references), on, off.",
+        ),
+    ] = "auto",
     db: DbOption = None,
 ) -> None:
-    """Align a new run to the reference run; writes pairs.csv, warp.npz and timewarp.json."""
+    """Align a new run to the reference run; writes pairs.csv, warp.npz, warp.csv and timewarp.json."""
     from mtbsync.ingest.gpx import read_track_file
     from mtbsync.markers import read_reference_markers
     from mtbsync.pipeline import sync as run_sync
@@ -176,6 +191,7 @@ def sync(
         config = build_config(preset_name, fast, threads, device, sample_fps=fps)
         gates = {"min_inlier_frac": min_inlier_frac, "max_p90": max_p90, "min_coverage": min_coverage}
         config = config.with_overrides(gates={k: v for k, v in gates.items() if v is not None})
+        config = with_alignment_options(config, features=features, dense=dense_warp)
         if out.exists() and not out.is_dir():
             raise OutputError("is a file; --out needs a folder for the sync's files", path=out)
         if track_offset is not None and not (reference_track or new_track):

@@ -1,8 +1,8 @@
 """The keyframe feature index of a run, and its versioned on-disk form (.npz).
 
 An index is built once per reference run and reused for every new run of the trail. It stores
-keyframe times, ORB keypoints and descriptors (flattened, with offsets), a small thumbnail per
-keyframe, the video's identity and the parameters used.
+keyframe times, keypoints and descriptors (ORB binary or XFeat float; flattened, with offsets), a
+small thumbnail per keyframe, the video's identity and the parameters used.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class FeatureIndex:
         times: (n,) keyframe times in seconds.
         offsets: (n + 1,) start of each keyframe's rows in `keypoints` / `descriptors`.
         keypoints: (N, 4) float32 x, y, angle, size in feature-image pixels.
-        descriptors: (N, 32) uint8 ORB descriptors.
+        descriptors: (N, 32) uint8 ORB descriptors, or (N, 64) float32 learned (XFeat) ones.
         thumbnails: (n, 36, 64) uint8 grey thumbnails (global appearance; plots).
         image_size: (width, height) of the feature images.
         video: Facts about the source video: path, identity, width, height, fps, duration.
@@ -79,12 +79,14 @@ class FeatureIndex:
         descriptors = (
             np.concatenate([f.descriptors for f in features]) if features else np.zeros((0, 32), np.uint8)
         )
+        # Binary descriptors stay bytes; learned ones are float vectors.
+        dtype = np.float32 if descriptors.dtype.kind == "f" else np.uint8
         thumbs = np.stack(thumbnails) if thumbnails else np.zeros((0, THUMB_SIZE[1], THUMB_SIZE[0]), np.uint8)
         return cls(
             times=np.asarray(times, dtype=np.float64),
             offsets=offsets,
             keypoints=keypoints.astype(np.float32),
-            descriptors=np.ascontiguousarray(descriptors, dtype=np.uint8),
+            descriptors=np.ascontiguousarray(descriptors, dtype=dtype),
             thumbnails=thumbs.astype(np.uint8),
             image_size=(int(image_size[0]), int(image_size[1])),
             video=dict(video),
@@ -114,7 +116,10 @@ def save_index(index: FeatureIndex, path: str | Path) -> Path:
             times=index.times,
             offsets=index.offsets,
             keypoints=index.keypoints,
-            descriptors=index.descriptors,
+            # Learned descriptors are stored at half precision (half the file; no change in matching).
+            descriptors=index.descriptors.astype(np.float16)
+            if index.descriptors.dtype.kind == "f"
+            else index.descriptors,
             thumbnails=index.thumbnails,
         )
 
@@ -154,7 +159,9 @@ def load_index(path: str | Path, *, expected_identity: str | None = None) -> Fea
         times=arrays["times"],
         offsets=arrays["offsets"],
         keypoints=arrays["keypoints"],
-        descriptors=arrays["descriptors"],
+        descriptors=arrays["descriptors"].astype(np.float32)
+        if arrays["descriptors"].dtype.kind == "f"
+        else arrays["descriptors"],
         thumbnails=arrays["thumbnails"],
         image_size=tuple(meta["image_size"]),
         video=meta.get("video", {}),

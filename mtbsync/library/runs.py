@@ -746,8 +746,10 @@ def set_run_markers(
     The run's manual markers are replaced by ``markers``. When the run is a trail's reference, its
     reference markers (these, or its camera HiLights when ``markers`` is empty) are transferred to
     every other run of the trail through that run's newest OK alignment to it (the warp file the
-    alignment references, else its knots: nothing is decoded again). Markers a user moved by hand on
-    those runs keep their times. Everything lands in one transaction.
+    alignment references, else its knots), and timed at full frame rate in short windows of both
+    videos when they are still there, as ``sync --reference-markers`` times them: one marker gets
+    one time whichever way it was added. Markers a user moved by hand on those runs keep their
+    times. Everything is recorded in one transaction.
 
     Args:
         catalog: The open (writable) catalog.
@@ -763,8 +765,6 @@ def set_run_markers(
         CatalogError: Unknown run.
         ConfigError: A marker without a name, or with a time outside the run.
     """
-    from mtbsync.markers.transfer import transfer_markers
-
     run_id = resolve_run(catalog, run)
     _check_markers(catalog, run_id, markers)
     trail_id = catalog.execute(
@@ -772,28 +772,39 @@ def set_run_markers(
     ).fetchall()[0][0]
     transferred: list[int] = []
     not_aligned: list[int] = []
+
+    def carry(reference: list[Any]) -> list[tuple[int, int, list[Any], bool]]:
+        carried_by_run = []
+        for other in catalog.trail_runs(int(trail_id)):
+            if other == run_id:
+                continue
+            row = _alignment_to(catalog, other, run_id)
+            if row is None:
+                not_aligned.append(other)  # the worker transfers them when it aligns the run
+                continue
+            warp = alignment_warp(catalog, row)
+            carried = _transfer_timed(reference, warp, review_threshold=review_threshold)
+            carried_by_run.append((other, int(row["alignment_id"]), carried, bool(warp.ok)))
+        return carried_by_run
+
+    carrying = trail_id is not None and retransfer
+    # Decoding and matching happen before the transaction, which then only writes (an empty set
+    # falls back to the run's HiLights, known once the empty set is recorded).
+    carried_by_run = carry(list(markers)) if carrying and markers else []
     with catalog.transaction():
         # The whole list is the rider's new set: nothing of the old manual set is kept.
         catalog.record_markers(run_id, _marker_rows(markers), source="manual", keep_moved=False)
-        if trail_id is not None and retransfer:
-            reference = reference_markers_of(catalog, run_id)
-            for other in catalog.trail_runs(int(trail_id)):
-                if other == run_id:
-                    continue
-                row = _alignment_to(catalog, other, run_id)
-                if row is None:
-                    not_aligned.append(other)  # the worker transfers them when it aligns the run
-                    continue
-                warp = alignment_warp(catalog, row)
-                carried = transfer_markers(reference, warp, review_threshold=review_threshold)
-                catalog.record_markers(
-                    other,
-                    _marker_rows(carried),
-                    source="transferred",
-                    alignment_id=int(row["alignment_id"]),
-                    keep_moved=True,
-                )
-                (transferred if warp.ok else not_aligned).append(other)
+        if carrying and not markers:
+            carried_by_run = carry(reference_markers_of(catalog, run_id))
+        for other, alignment_id, carried, ok in carried_by_run:
+            catalog.record_markers(
+                other,
+                _marker_rows(carried),
+                source="transferred",
+                alignment_id=alignment_id,
+                keep_moved=True,
+            )
+            (transferred if ok else not_aligned).append(other)
     log.info(
         "run #%d: %d markers%s",
         run_id,
@@ -807,6 +818,27 @@ def set_run_markers(
         tuple(transferred),
         tuple(not_aligned),
     )
+
+
+def _transfer_timed(markers: Sequence[Any], warp: Any, *, review_threshold: float) -> list[Any]:
+    """Markers carried through ``warp`` and timed at full frame rate when its videos are still there."""
+    from mtbsync.config import SyncConfig
+    from mtbsync.markers.transfer import transfer_markers
+    from mtbsync.pipeline import transfer_with_refinement, videos_of_warp
+
+    videos = videos_of_warp(warp) if warp.ok and markers else None
+    if videos is None:
+        return transfer_markers(list(markers), warp, review_threshold=review_threshold)
+    _, carried, _ = transfer_with_refinement(
+        list(markers),
+        warp,
+        reference=videos[0],
+        new=videos[1],
+        config=SyncConfig(),
+        review_threshold=review_threshold,
+        timer=StageTimer(),
+    )
+    return carried
 
 
 def _gps_points(catalog: Catalog, run_id: int, limit: int = 400) -> np.ndarray | None:

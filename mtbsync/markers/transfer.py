@@ -42,6 +42,9 @@ def transfer_markers(
     t_new = warp.to_new(t_ref) if markers else []
     confidence = warp.confidence_at(t_new) if markers else []
     lo, hi = warp.ref_range
+    # A warp from GPS alone (vision verified too little) places every marker for review.
+    gps_only = warp.metrics.get("model") == "gps"
+    accuracy = float(warp.metrics.get("accuracy_s") or 0.0)
     out = []
     for m, tn, conf in zip(markers, t_new, confidence, strict=True):
         if not math.isfinite(m.t_ref):
@@ -53,12 +56,13 @@ def transfer_markers(
             )
         else:
             conf = min(max(float(conf), 0.0), 1.0)
-            low = conf < review_threshold
-            comment = (
-                _append(m.comment, f"low confidence ({conf:.2f} < {review_threshold:.2f})")
-                if low
-                else m.comment
-            )
+            low = conf < review_threshold or gps_only
+            if gps_only:
+                comment = _append(m.comment, f"placed by GPS alone (about +-{accuracy:.1f} s): check it")
+            elif low:
+                comment = _append(m.comment, f"low confidence ({conf:.2f} < {review_threshold:.2f})")
+            else:
+                comment = m.comment
             out.append(TransferredMarker(m.name, float(m.t_ref), float(tn), conf, low, m.colour, comment))
     return out
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from mtbsync.features.extractors import is_learned
 from mtbsync.features.index import FeatureIndex
 from mtbsync.gpu import nearest_word
 
@@ -95,13 +96,22 @@ def appearance_similarity(
 
     The bag-of-words cosine is combined with the correlation of small thumbnails' gradients, which
     still works on frames with few keypoints. Each row is standardised (robust z-score) so that the
-    values mean "how much this reference keyframe stands out for this new keyframe".
+    values mean "how much this reference keyframe stands out for this new keyframe". Learned
+    (float) descriptors need no vocabulary: their mutual-nearest-neighbour counts on each keyframe's
+    strongest keypoints are the local evidence (`mtbsync.match.learned.coarse_match_counts`).
     """
+    thumbs = _thumbnail_descriptors(new_index.thumbnails) @ _thumbnail_descriptors(ref_index.thumbnails).T
+    if is_learned(ref_index.descriptors):
+        from mtbsync.match.learned import coarse_match_counts
+
+        counts = coarse_match_counts(
+            new_index.descriptors, new_index.offsets, ref_index.descriptors, ref_index.offsets
+        )
+        return 0.8 * _row_zscore(counts) + 0.2 * _row_zscore(thumbs)
     words = build_vocabulary(ref_index.descriptors, vocabulary_size, device=device)
     ref_vectors, idf = bow_vectors(ref_index, words, device=device)
     new_vectors, _ = bow_vectors(new_index, words, idf=idf, device=device)
     bow = new_vectors @ ref_vectors.T
-    thumbs = _thumbnail_descriptors(new_index.thumbnails) @ _thumbnail_descriptors(ref_index.thumbnails).T
     return 0.7 * _row_zscore(bow) + 0.3 * _row_zscore(thumbs)
 
 

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from mtbsync.config import MatchConfig
+from mtbsync.features.extractors import is_learned
 from mtbsync.features.index import FeatureIndex
 from mtbsync.gpu import Knn2, hamming_knn2_pairs, match_descriptors
 from mtbsync.gpu.backend import ratio_keep
@@ -130,8 +131,26 @@ def verify_block_pairs(
     """Verify (query block, train block) pairs of stacked per-frame features.
 
     All descriptor matching happens in one batched kernel call (parallel inside); the RANSAC fits,
-    which release the GIL, run in a small thread pool.
+    which release the GIL, run in a small thread pool. Learned (float) descriptors go to
+    `mtbsync.match.learned` (mutual nearest neighbours, fundamental matrix), ``reproj_px`` scaled
+    from ORB's threshold to theirs.
     """
+    if is_learned(query_desc):
+        from mtbsync.match.learned import verify_learned_block_pairs
+
+        learned_px = reproj_px * config.learned_reproj_px / config.ransac_reproj_px
+        return verify_learned_block_pairs(
+            query_kp,
+            query_desc,
+            query_offsets,
+            train_kp,
+            train_desc,
+            train_offsets,
+            pairs,
+            config,
+            reproj_px=learned_px,
+            threads=threads,
+        )
     pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
     if len(pairs) == 0:
         empty = np.zeros(0)
@@ -161,11 +180,22 @@ def match_counts(
 ) -> np.ndarray:
     """Ratio-test matches of every (query keyframe, train keyframe) pair, without geometry.
 
-    A cheap first look (one batched kernel call) that ranks candidates before the costlier RANSAC.
+    A cheap first look (one batched kernel call) that ranks candidates before the costlier RANSAC;
+    for learned descriptors, mutual nearest neighbours.
     """
     pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
     if len(pairs) == 0:
         return np.zeros(0, np.int32)
+    if is_learned(query.descriptors):
+        from mtbsync.match.learned import mutual_matches
+
+        return np.array(
+            [
+                len(mutual_matches(query.frame(int(q)).descriptors, train.frame(int(t)).descriptors)[0])
+                for q, t in pairs
+            ],
+            np.int32,
+        )
     knns = hamming_knn2_pairs(
         query.descriptors, query.offsets, train.descriptors, train.offsets, pairs, device=config.device
     )

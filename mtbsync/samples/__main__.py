@@ -17,6 +17,7 @@ from pathlib import Path
 
 from mtbsync.errors import MtbsyncError
 from mtbsync.io.writer import exact_fps
+from mtbsync.samples.conditions import PRESETS, preset
 from mtbsync.samples.synth import make_different_trail_pair, make_sample_pair
 from mtbsync.samples.warp import make_warped_pair
 
@@ -51,6 +52,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default=None, help="x264 preset (default: by size)")
     p.add_argument("--fov", type=float, default=110.0, help="horizontal field of view, degrees")
     p.add_argument("--motion-blur", action="store_true", help="blur along the motion (slower)")
+    p.add_argument(
+        "--conditions",
+        default=None,
+        metavar="NAME",
+        help=f"how the new run differs (camera, light, season, timing): one of {', '.join(PRESETS)}",
+    )
     p.add_argument("--force", action="store_true", help="render even if OUT_DIR holds the same pair")
     p.add_argument("--warp", type=Path, default=None, metavar="CLIP", help="warp a real clip instead")
     return p
@@ -91,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                 preset=args.preset,
                 hfov_deg=args.fov,
                 motion_blur=args.motion_blur,
+                conditions=None if args.conditions is None else preset(args.conditions),
                 reuse=not args.force,
                 progress=_progress,
             )

@@ -12,15 +12,13 @@ from __future__ import annotations
 import json
 import math
 from datetime import UTC, datetime
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
 from mtbsync.ingest.track import GpsTrack, make_track
 from mtbsync.io.files import atomic_write_text
-from mtbsync.samples.runs import plan_new_run, plan_reference_run
-from mtbsync.samples.synth import SamplePair
+from mtbsync.samples.synth import SamplePair, plan_pair_runs
 from mtbsync.samples.world import TrailWorld
 
 EARTH_RADIUS_M = 6_371_008.8
@@ -92,22 +90,7 @@ def sample_pair_tracks(
     world = TrailWorld(int(params["world_seed"]))
     new_world_seed = int(params["new_world_seed"])
     new_world = world if new_world_seed == int(params["world_seed"]) else TrailWorld(new_world_seed)
-    ref_run = plan_reference_run(
-        world,
-        duration_s=float(params["duration_s"]),
-        fps=Fraction(params["ref_fps"]),
-        seed=params["seed"] * 2 + 1,
-    )
-    new_run = plan_new_run(
-        new_world,
-        ref_run,
-        fps=Fraction(params["new_fps"]),
-        seed=params["seed"] * 2 + 2,
-        with_stop=bool(params["with_stop"]),
-        late_start=bool(params["late_start"]),
-        early_end=bool(params["early_end"]),
-        start_gate_wait_s=float(params["start_gate_wait_s"]),
-    )
+    ref_run, new_run = plan_pair_runs(params, world, new_world)
     rng = np.random.default_rng(seed)
     tracks = []
     for run, world_seed, day in ((ref_run, int(params["world_seed"]), 3), (new_run, new_world_seed, 17)):

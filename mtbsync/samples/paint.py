@@ -168,12 +168,24 @@ def _fbm(keys, zs, vs, octaves: list[tuple[float, float]], gains: list[float], r
     return fbm_2d(keys, zs, vs, [o for o, _ in kept], [g for _, g in kept])
 
 
-def ground_base(seed: int, zs: np.ndarray, rho: float, trail_centre: np.ndarray) -> np.ndarray:
-    """Forest floor with the dirt track, float BGR (rows = lateral x from -LEFT_GAP)."""
+def ground_base(
+    seed: int, zs: np.ndarray, rho: float, trail_centre: np.ndarray, *, fine_seed: int | None = None
+) -> np.ndarray:
+    """Forest floor with the dirt track, float BGR (rows = lateral x from -LEFT_GAP).
+
+    ``fine_seed`` (None: ``seed``) reseeds the octaves finer than about 15 cm: the same floor, with
+    other small-scale texture (another season's litter).
+    """
     xs = -LEFT_GAP + (np.arange(round((LEFT_GAP + RIGHT_GAP) * rho)) + 0.5) / rho
     key = (seed, L_GROUND)
     octaves = [(3.0, 3.0), (1.0, 1.0), (0.35, 0.35), (0.12, 0.12), (0.05, 0.05)]
-    n = _fbm((*key, 1), zs, xs, octaves, [1, 0.7, 0.6, 0.5, 0.4], rho)
+    gains = [1, 0.7, 0.6, 0.5, 0.4]
+    fine_key = (fine_seed, L_GROUND, 101) if fine_seed is not None else None
+    if fine_key is None:
+        n = _fbm((*key, 1), zs, xs, octaves, gains, rho)
+    else:
+        n = _fbm((*key, 1), zs, xs, octaves[:3], gains[:3], rho)
+        n += _fbm((*fine_key, 1), zs, xs, octaves[3:], gains[3:], rho)
     mix = value_noise_2d((*key, 2), zs, xs, 2.0, 1.5) + 0.5
     grass = np.clip((value_noise_2d((*key, 3), zs, xs, 1.2, 0.8) - 0.1) * 4.0, 0, 0.8)
     # The dirt track: a meandering band with ragged edges, two darker ruts along it.
@@ -182,7 +194,11 @@ def ground_base(seed: int, zs: np.ndarray, rho: float, trail_centre: np.ndarray)
     edge = 0.12 * value_noise_2d((*key, 5), zs, xs, 0.25, 0.25)
     dist = np.abs(xs[:, None].astype(np.float32) - centre)
     track = np.clip((half + edge - dist) / 0.12, 0, 1)
-    dirt_n = _fbm((*key, 6), zs, xs, [(0.8, 0.8), (0.2, 0.2), (0.06, 0.06)], [0.6, 0.5, 0.5], rho)
+    if fine_key is None:
+        dirt_n = _fbm((*key, 6), zs, xs, [(0.8, 0.8), (0.2, 0.2), (0.06, 0.06)], [0.6, 0.5, 0.5], rho)
+    else:
+        dirt_n = _fbm((*key, 6), zs, xs, [(0.8, 0.8), (0.2, 0.2)], [0.6, 0.5], rho)
+        dirt_n += _fbm((*fine_key, 6), zs, xs, [(0.06, 0.06)], [0.5], rho)
     ruts = np.exp(-(((dist - 0.22) / 0.06) ** 2)) * 0.35
     litter_bright, green_bright = 1.0 + 0.9 * n, 1.0 + 0.8 * n
     dirt_bright = (1.0 + 0.7 * dirt_n) * (1.0 - ruts)
@@ -221,6 +237,25 @@ def wall_base(
         base = (depth + (canopy - depth) * t) * bright
         channels.append(base + (np.float32(sky) - base) * sky_mask)
     return np.stack(channels, axis=-1)
+
+
+def season_lut(hue_deg: float, saturation: float, brightness: float) -> np.ndarray:
+    """A (256, 1, 3) ``cv2.LUT`` table for HSV images: green hues rotated by ``hue_deg``, saturation
+    and brightness scaled. Browns (dirt, litter, bark) keep their hue: the rotation fades out
+    below about 60 degrees of hue (yellow-green) and above 180 (cyan)."""
+    h = np.arange(256, dtype=np.float64)
+    deg = 2.0 * np.minimum(h, 179)  # OpenCV's 8-bit hue is degrees / 2
+    weight = np.clip((deg - 50.0) / 25.0, 0, 1) * np.clip((190.0 - deg) / 25.0, 0, 1)
+    hue = np.mod(np.minimum(h, 179) + weight * hue_deg / 2.0, 180.0)
+    sat = np.clip(h * saturation, 0, 255)
+    val = np.clip(h * brightness, 0, 255)
+    return np.stack([np.round(hue), np.round(sat), np.round(val)], axis=-1).astype(np.uint8)[:, None, :]
+
+
+def apply_season(image: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """``image`` (BGR ``uint8``) recoloured through a `season_lut` table."""
+    hsv = cv2.cvtColor(image, cv2.COLOR_BGR2HSV)
+    return cv2.cvtColor(cv2.LUT(hsv, lut), cv2.COLOR_HSV2BGR)
 
 
 def add_grain(image: np.ndarray, seed: int, chunk: int) -> np.ndarray:
@@ -376,21 +411,27 @@ def stick(rng: np.random.Generator, z: float) -> PaintObject:
 
 
 _LEAF_COLOURS = ((40, 180, 225), (30, 110, 215), (45, 45, 165), (40, 72, 112), (60, 150, 120))
+LEAF_COLOURS: dict[str, tuple[Colour, ...]] = {
+    "autumn": _LEAF_COLOURS,  # yellow, orange, red, brown (BGR)
+    "summer": ((40, 150, 70), (30, 115, 50), (70, 175, 110), (35, 90, 75), (55, 130, 105)),
+}
 
 
-def leaves(rng: np.random.Generator, z0: float, n: int) -> PaintObject:
-    """Fallen leaves scattered over the chunk (autumn colours)."""
+def leaves(
+    rng: np.random.Generator, z0: float, n: int, colours: tuple[Colour, ...] = _LEAF_COLOURS
+) -> PaintObject:
+    """Fallen leaves scattered over the chunk (autumn colours unless ``colours`` says otherwise)."""
     zs = z0 + CHUNK_M * rng.random(n)
     xs = rng.uniform(-LEFT_GAP, RIGHT_GAP, n)
     sizes = rng.uniform(0.015, 0.045, n)
     angles = rng.uniform(0, 180, n)
-    kinds = rng.integers(len(_LEAF_COLOURS), size=n)
+    kinds = rng.integers(len(colours), size=n)
 
     def draw(c: Canvas) -> None:
         lo, hi = c.z0 - 0.1, c.z0 + c.img.shape[1] / c.rho + 0.1
         for z, x, s, a, k in zip(zs, xs, sizes, angles, kinds, strict=True):
             if lo < z < hi:
-                c.ellipse(float(z), float(x), float(s), float(s) * 0.55, float(a), _LEAF_COLOURS[k])
+                c.ellipse(float(z), float(x), float(s), float(s) * 0.55, float(a), colours[k])
 
     return PaintObject("ground", 3, z0 - 0.1, z0 + CHUNK_M + 0.1, draw, min_rho=20.0)
 

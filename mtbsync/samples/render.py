@@ -18,9 +18,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from mtbsync.samples.conditions import Light
 from mtbsync.samples.paint import (
     CHUNK_M,
     CHUNK_PX,
+    GROUND_ROWS,
     LEFT_GAP,
     LEFT_ROW0,
     LEVEL0_ROWS,
@@ -28,6 +30,7 @@ from mtbsync.samples.paint import (
     RIGHT_ROW0,
     TEXELS_PER_M,
     WALL_H,
+    WALL_ROWS,
 )
 from mtbsync.samples.world import FAR_LEVEL, LEVELS, TrailWorld
 
@@ -79,10 +82,15 @@ class TrailRenderer:
         world: The trail.
         size: (width, height) of the rendered image.
         hfov_deg: Horizontal field of view of the pinhole camera (GoPro "wide" is about 110-118°).
+        light: Gains of the ground, walls, sky (and fog) and canopy under this run's light; applied
+            to the texture as it enters the atlas, so it costs nothing per frame (None: none).
     """
 
-    def __init__(self, world: TrailWorld, size: tuple[int, int], *, hfov_deg: float = 110.0) -> None:
+    def __init__(
+        self, world: TrailWorld, size: tuple[int, int], *, hfov_deg: float = 110.0, light: Light | None = None
+    ) -> None:
         self.world = world
+        self._light = None if light is None or light.is_neutral else light
         self.width, self.height = size
         self.focal = (self.width / 2) / math.tan(math.radians(hfov_deg) / 2)
         u = (np.arange(self.width, dtype=np.float32) + 0.5 - self.width / 2) / self.focal
@@ -105,7 +113,10 @@ class TrailRenderer:
         # farthest wall: 3.3 m away); see the footprint formula in `render`.
         self._near_m = (256 * 3.3 * (self.focal / TEXELS_PER_M) ** 2) ** (1 / 3) + 2.0
         self._fog = np.empty((self.height, self.width, 3), np.uint8)
-        self._fog[:] = np.array(world.fog_bgr, np.float32).round().astype(np.uint8)
+        fog = np.array(world.fog_bgr, np.float32)
+        if self._light is not None:
+            fog = np.clip(fog * np.float32(self._light.sky), 0, 255)
+        self._fog[:] = fog.round().astype(np.uint8)
 
     def _fill_sky(self) -> None:
         t = np.linspace(0, 1, _SKY_ROWS, dtype=np.float32)[:, None]
@@ -113,6 +124,8 @@ class TrailRenderer:
             np.array(self.world.sky_horizon_bgr, np.float32) * (1 - t)
             + np.array(self.world.sky_zenith_bgr) * t
         )
+        if self._light is not None:
+            sky = np.clip(sky * np.float32(self._light.sky), 0, 255)
         self._atlas[self._sky_row0 :, :8] = sky[:, None, :].round().astype(np.uint8)
 
     def _ensure_window(self, z_camera: float) -> float:
@@ -159,7 +172,18 @@ class TrailRenderer:
     def _copy_level(self, level: int, tex: np.ndarray, slot: int) -> None:
         rows, cols = LEVEL0_ROWS >> level, CHUNK_PX >> level
         row = self._level_row[level]
-        self._atlas[row : row + rows, slot * cols : (slot + 1) * cols] = tex
+        block = self._atlas[row : row + rows, slot * cols : (slot + 1) * cols]
+        block[:] = tex
+        if self._light is not None:
+            ground, wall = GROUND_ROWS >> level, WALL_ROWS >> level
+            light = self._light
+            for lo, hi, gain in (
+                (0, ground, light.ground),
+                (ground, ground + wall, light.left_wall),
+                (ground + wall, ground + 2 * wall, light.right_wall),
+            ):
+                if gain != 1.0:
+                    block[lo:hi] = cv2.convertScaleAbs(block[lo:hi], alpha=gain)
 
     def render(self, pose: CameraPose) -> np.ndarray:
         """One BGR ``uint8`` frame (height, width, 3) seen from ``pose``."""
@@ -289,6 +313,8 @@ class TrailRenderer:
             )
             fog = self._fog_weight(depth)
             colour = warped[..., :3]
+            if self._light is not None and self._light.canopy != 1.0:
+                colour = cv2.convertScaleAbs(colour, alpha=self._light.canopy)
             if fog < 1.0:
                 colour = cv2.addWeighted(colour, fog, self._fog[y0:y1, x0:x1], 1.0 - fog, 0.0)
             alpha = warped[..., 3].astype(np.float32) * np.float32(1 / 255)

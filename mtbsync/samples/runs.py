@@ -58,6 +58,9 @@ class Run:
         photometry: Gain, drift and noise of this run's camera.
         gate_pose: Pose while ``on_trail`` is False (the start hut), if any.
         description: Human-readable notes (for the manifest).
+        mount: How this run's camera is mounted, relative to the usual helmet camera: (height
+            offset in m, pitch offset in rad, roll offset in rad); it moves the camera, never the
+            place it is at (the truth).
     """
 
     world: TrailWorld
@@ -71,6 +74,7 @@ class Run:
     photometry: Photometry
     gate_pose: CameraPose | None = None
     description: dict[str, float | str | bool] = field(default_factory=dict)
+    mount: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     @property
     def frame_times(self) -> np.ndarray:
@@ -109,12 +113,20 @@ class Run:
         pitch += 0.012 * vib * sig(_K_VIB, (0.11, 0.05))
         yaw = w.trail_heading(z) + 0.05 * sig(_K_YAW, (2.5, 1.1)) + 0.01 * vib * sig(_K_VIB + 1, (0.13,))
         roll = 0.03 * sig(_K_ROLL, (2.0, 0.9)) + 0.012 * vib * sig(_K_VIB + 2, (0.1,))
+        dy_mount, dpitch_mount, droll_mount = self.mount
+        if self.mount != (0.0, 0.0, 0.0):  # (the default adds nothing, not even a rounding)
+            y, pitch, roll = y + dy_mount, pitch + dpitch_mount, roll + droll_mount
         poses = [CameraPose(*(float(v) for v in row)) for row in zip(z, x, y, yaw, pitch, roll, strict=True)]
         if self.gate_pose is not None:
             g = self.gate_pose
             sway = sig(_K_YAW + 100, (3.0, 1.3))
             for i in np.flatnonzero(~self.is_on_trail(times)):
                 poses[i] = CameraPose(g.z, g.x, g.y, g.yaw + 0.05 * sway[i], g.pitch + 0.02 * sway[i], g.roll)
+                if self.mount != (0.0, 0.0, 0.0):
+                    p = poses[i]
+                    poses[i] = CameraPose(
+                        p.z, p.x, p.y + dy_mount, p.yaw, p.pitch + dpitch_mount, p.roll + droll_mount
+                    )
         return poses
 
     def exposure(self, t: float) -> float:
@@ -176,6 +188,8 @@ def plan_new_run(
     early_end: bool,
     start_gate_wait_s: float,
     stop_s: float = 2.0,
+    stop_at_s: float | None = None,
+    stop_fraction: float | None = None,
 ) -> Run:
     """A new run over (part of) the reference's stretch of trail, at 0.5x-2x its pace.
 
@@ -183,7 +197,9 @@ def plan_new_run(
 
     - ``late_start``: the ride starts 12 % of the reference's length further down the trail.
     - ``early_end``: it ends 10 % of that length before the reference's end.
-    - ``with_stop``: a full stop of ``stop_s`` seconds, with 1 s cosine ramps, about 45 % of the way.
+    - ``with_stop``: a full stop of ``stop_s`` seconds, with 1 s cosine ramps, about 45 % of the way;
+      ``stop_at_s`` puts the rest at that video time instead, ``stop_fraction`` at that fraction of
+      the ride's distance (the rider comes to rest about there).
     - ``start_gate_wait_s``: the video opens with the camera standing still. With ``late_start`` it
       stands in the start hut, a place off the trail the reference never sees, and the video cuts to
       the trail (footage with no counterpart); without it, it stands on the trail 8 m before the
@@ -199,6 +215,9 @@ def plan_new_run(
         early_end: End before the reference's end.
         start_gate_wait_s: Seconds of standing still at the start (0: none).
         stop_s: Length of the stop (s).
+        stop_at_s: With ``with_stop``: the video time at which the rider is at rest (None: default).
+        stop_fraction: With ``with_stop``: where the rider comes to rest, as a fraction of the
+            distance (None: default); not with ``stop_at_s``.
 
     Returns:
         The run; its duration follows from the distance and the speed profile.
@@ -213,13 +232,25 @@ def plan_new_run(
     distance = s_end - s_start
     # Generous grid: even at the slowest pace (0.5x) plus the stop the ride fits in it.
     horizon = gate + 1.5 + distance / (0.5 * NOMINAL_SPEED) + stop_s + 2.0
+    if with_stop and stop_at_s is not None:
+        horizon = max(horizon, float(stop_at_s) + stop_s + 2.0)
     t = _grid(horizon + 2.0)
     ratio = np.exp(math.log(2.0) * smooth_signal((seed, _K_SPEED), t, (9.0, 4.0)))
     speed = NOMINAL_SPEED * ratio
     if gate > 0:
         speed *= _cosine_ramp(t, gate, 1.5)  # standing still, then riding off from rest
     if with_stop:
-        stop_at = gate + 0.45 * distance / NOMINAL_SPEED
+        # The ramp down starts at stop_at; the rider is at rest from stop_at + 1 for stop_s seconds.
+        if stop_at_s is not None:
+            stop_at = float(stop_at_s) - 1.0
+        elif stop_fraction is not None:
+            # Where the ride without the stop reaches that fraction; the ramp down covers ~half a
+            # second of riding, so the rest starts a few metres after it.
+            unstopped = _integrate(t, speed, s_start)
+            index = min(int(np.searchsorted(unstopped, s_start + stop_fraction * distance)), t.size - 1)
+            stop_at = float(t[index])
+        else:
+            stop_at = gate + 0.45 * distance / NOMINAL_SPEED
         speed *= 1.0 - _cosine_ramp(t, stop_at, 1.0) + _cosine_ramp(t, stop_at + 1.0 + stop_s, 1.0)
     s = _integrate(t, speed, s_start)
     # The horizon covers the slowest case (0.5x all the way, plus the ramps and the stop).
@@ -241,6 +272,14 @@ def plan_new_run(
         "start_gate": "off trail (cut)" if gate_pose is not None else ("on trail" if gate else "none"),
         "stop_s": stop_s if with_stop else 0.0,
     }
+    if with_stop and (stop_at_s is not None or stop_fraction is not None):
+        # When the rider is at rest (a stop placed after the end of the video never happens).
+        rest = stop_at + 1.0
+        if rest < duration:
+            description["stop_at_s"] = rest
+        else:
+            description["stop_s"] = 0.0
+            description["stop_note"] = f"the stop at {rest:.2f} s falls after the end of the video"
     return Run(world, seed, fps, n_frames, t, s, on_trail, speed, photometry, gate_pose, description)
 
 

@@ -3,7 +3,8 @@
 `make_sample_pair` renders a reference run and a new run of the same procedural trail (see
 `world.py`) and writes ``ref.mp4``, ``new.mp4``, ``truth.csv``, ``ref_markers.csv``,
 ``truth_markers.csv`` and ``sample.json`` into a folder. `make_different_trail_pair` does the same
-with the new run on another trail (nothing should align).
+with the new run on another trail (nothing should align). Either takes ``conditions=`` (see
+`conditions.py`): the new run's camera mount, lens, light, season, sensor, frame rate and timing.
 
 Files:
 
@@ -20,23 +21,24 @@ import csv
 import io
 import json
 import logging
+import math
 import os
 import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from functools import partial
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from mtbsync.errors import ConfigError
 from mtbsync.io.files import atomic_write_text
 from mtbsync.io.writer import VideoWriter, exact_fps, upscale_i420
-from mtbsync.samples.render import TrailRenderer
+from mtbsync.samples.camera import RunCamera
+from mtbsync.samples.conditions import Conditions
 from mtbsync.samples.runs import (
     Run,
     choose_marker_landmarks,
@@ -51,6 +53,7 @@ log = logging.getLogger("mtbsync")
 
 SCHEMA_VERSION = 1
 GENERATOR_VERSION = 1  # bump when the rendering changes, so stale samples are not reused
+CONDITIONS_VERSION = 1  # bump when rendering under `Conditions` changes (pairs made with them only)
 # Wider videos are rendered at this width and scaled up: rendering costs per pixel, and the pipeline
 # looks at frames of at most ~960 px anyway.
 MAX_RENDER_WIDTH = 768
@@ -123,6 +126,7 @@ def write_run(
     preset: str | None = None,
     motion_blur: bool = False,
     max_render_width: int = MAX_RENDER_WIDTH,
+    conditions: Conditions | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> Path:
     """Render every frame of ``run`` and encode it to ``path`` (atomically).
@@ -138,32 +142,21 @@ def write_run(
         preset: Encoder preset (None: by size).
         motion_blur: Average two renders half a frame apart (twice the rendering time).
         max_render_width: Wider videos are rendered at this width and scaled up.
+        conditions: This camera's lens, light, blur and source size (its mount, photometry and
+            timing are the run's already); None: a plain pinhole camera.
         progress: Called with the number of frames written so far.
 
     Returns:
         ``path``.
     """
+    look = None if conditions is None or conditions.is_default else conditions
     render_size = _render_size(size, max_render_width)
-    renderer = TrailRenderer(run.world, render_size, hfov_deg=hfov_deg)
-    rng = np.random.default_rng([run.seed & 0xFFFFFFFF, 77])
-    w, h = render_size
-    pad = 32
-    # A bank of Gaussian noise, cropped at a random offset per frame: per-frame Gaussian draws
-    # would cost more than the rendering.
-    bank = np.round(rng.normal(0.0, run.photometry.noise_sigma, (h + pad, w + pad, 3))).astype(np.int16)
-    times = run.frame_times
-    poses = run.poses(times)
-    blur_poses = run.poses(np.maximum(times - 0.5 / float(run.fps), 0.0)) if motion_blur else None
-    gain = np.array(run.photometry.gain_bgr)
+    if look is not None and look.source_size is not None:
+        render_size = look.source_size  # a low-res camera: rendered small, shown at ``size``
+    camera = RunCamera(run, render_size, hfov_deg=hfov_deg, motion_blur=motion_blur, conditions=look)
     with VideoWriter(path, size, run.fps, codec=codec, crf=crf, gop=gop, preset=preset) as writer:
-        for k, t in enumerate(times):
-            image = renderer.render(poses[k])
-            if blur_poses is not None:
-                image = cv2.addWeighted(image, 0.5, renderer.render(blur_poses[k]), 0.5, 0.0)
-            g = gain * run.exposure(float(t))
-            image = cv2.multiply(image, (float(g[0]), float(g[1]), float(g[2]), 0.0))
-            oy, ox = (int(v) for v in rng.integers(0, pad, 2))
-            image = cv2.add(image, bank[oy : oy + h, ox : ox + w], dtype=cv2.CV_8U)
+        for k in range(run.n_frames):
+            image = camera.frame(k)
             if render_size != size:
                 writer.write_i420(upscale_i420(image, size))
             else:
@@ -174,18 +167,18 @@ def write_run(
 
 
 def _render_runs(
-    jobs: list[tuple[Run, Path, tuple[int, int]]],
-    options: dict,
+    jobs: list[tuple[Run, Path, tuple[int, int], dict]],
     progress: Progress | None,
     *,
     parallel: bool,
 ) -> None:
-    """Write every (run, path, size) job; in parallel threads if asked (NumPy, OpenCV and x264 release
-    the GIL, so two runs keep two cores busy). ``progress`` is always called from this thread."""
-    total = sum(run.n_frames for run, _, _ in jobs)
+    """Write every (run, path, size, write_run options) job; in parallel threads if asked (NumPy,
+    OpenCV and x264 release the GIL, so two runs keep two cores busy). ``progress`` is always called
+    from this thread."""
+    total = sum(run.n_frames for run, *_ in jobs)
     if not parallel or len(jobs) < 2:
         offset = 0
-        for run, path, size in jobs:
+        for run, path, size, options in jobs:
             report = None if progress is None else (lambda done, base=offset: progress(base + done, total))
             write_run(run, path, size, progress=report, **options)
             offset += run.n_frames
@@ -202,7 +195,7 @@ def _render_runs(
     with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="mtbsync-sample") as pool:
         futures = [
             pool.submit(write_run, run, path, size, progress=partial(report, i), **options)
-            for i, (run, path, size) in enumerate(jobs)
+            for i, (run, path, size, options) in enumerate(jobs)
         ]
         try:
             while not all(f.done() for f in futures) or not events.empty():
@@ -252,6 +245,104 @@ def write_reference_markers_csv(path: Path, markers: list[tuple[str, float, str,
 def write_truth_markers_csv(path: Path, markers: list[tuple[str, float]]) -> Path:
     """``name,t_new``."""
     return atomic_write_text(path, _csv_text(["name", "t_new"], [[n, f"{t:.6f}"] for n, t in markers]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Planning a pair's runs (also used to replan them from a manifest, e.g. for GPS tracks)
+# ---------------------------------------------------------------------------------------------
+_DEFAULT_STOP_S = 2.0
+
+
+def pair_conditions(params: dict) -> Conditions | None:
+    """The conditions of a pair's new run from its manifest ``parameters`` (None: none)."""
+    data = params.get("conditions")
+    return None if data is None else Conditions.from_dict(data)
+
+
+def new_run_settings(params: dict) -> dict:
+    """What the new run is made with once its conditions override the pair's parameters.
+
+    Returns:
+        ``fps`` (Fraction), ``size``, ``crf``, ``hfov_deg``, ``start_gate_wait_s``, ``with_stop``,
+        ``stop_s``, ``stop_at_s``, ``stop_fraction``.
+    """
+    look = pair_conditions(params)
+    out = {
+        "fps": Fraction(params["new_fps"]),
+        "size": tuple(params["new_size"]),
+        "crf": params["crf"],
+        "hfov_deg": params["hfov_deg"],
+        "start_gate_wait_s": float(params["start_gate_wait_s"]),
+        "with_stop": bool(params["with_stop"]),
+        "stop_s": _DEFAULT_STOP_S,
+        "stop_at_s": None,
+        "stop_fraction": None,
+    }
+    if look is None:
+        return out
+    if look.fps is not None:
+        out["fps"] = exact_fps(look.fps)
+    if look.size is not None:
+        out["size"] = tuple(look.size)
+    if look.crf is not None:
+        out["crf"] = look.crf
+    if look.hfov_deg is not None:
+        out["hfov_deg"] = look.hfov_deg
+    if look.start_wait_s is not None:
+        out["start_gate_wait_s"] = float(look.start_wait_s)
+    if look.stop_s is not None:
+        out["with_stop"] = look.stop_s > 0
+        out["stop_s"] = look.stop_s if look.stop_s > 0 else _DEFAULT_STOP_S
+    out["stop_at_s"], out["stop_fraction"] = look.stop_at_s, look.stop_fraction
+    return out
+
+
+def plan_pair_runs(params: dict, world: TrailWorld, new_world: TrailWorld) -> tuple[Run, Run]:
+    """The reference run and the new run a pair's manifest ``parameters`` describe (no rendering).
+
+    Args:
+        params: ``sample.json``'s ``parameters``.
+        world: The reference's trail.
+        new_world: The new run's trail (the same world, another look of it, or another trail).
+
+    Returns:
+        ``(reference, new)``; the new run carries its conditions' mount and photometry.
+    """
+    settings = new_run_settings(params)
+    ref = plan_reference_run(
+        world, duration_s=params["duration_s"], fps=Fraction(params["ref_fps"]), seed=params["seed"] * 2 + 1
+    )
+    new = plan_new_run(
+        new_world,
+        ref,
+        fps=settings["fps"],
+        seed=params["seed"] * 2 + 2,
+        with_stop=settings["with_stop"],
+        late_start=bool(params["late_start"]),
+        early_end=bool(params["early_end"]),
+        start_gate_wait_s=settings["start_gate_wait_s"],
+        stop_s=settings["stop_s"],
+        stop_at_s=settings["stop_at_s"],
+        stop_fraction=settings["stop_fraction"],
+    )
+    look = pair_conditions(params)
+    if look is None:
+        return ref, new
+    photometry = new.photometry
+    gain_bgr = photometry.gain_bgr
+    if look.white_balance_rgb is not None:
+        r, g, b = look.white_balance_rgb
+        gain_bgr = (b, g, r)
+    if look.exposure != 1.0:
+        gain_bgr = tuple(v * look.exposure for v in gain_bgr)
+    photometry = replace(
+        photometry,
+        gain_bgr=gain_bgr,
+        drift=photometry.drift if look.exposure_drift is None else look.exposure_drift,
+        noise_sigma=photometry.noise_sigma if look.noise_sigma is None else look.noise_sigma,
+    )
+    mount = (look.camera_height_m, math.radians(look.pitch_deg), math.radians(look.roll_deg))
+    return ref, replace(new, photometry=photometry, mount=mount)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -337,7 +428,11 @@ def _make_pair(
     parallel: bool | None,
     reuse: bool,
     progress: Progress | None,
+    conditions: Conditions | None,
 ) -> SamplePair:
+    if conditions is not None and not isinstance(conditions, Conditions):
+        raise ConfigError(f"conditions must be a Conditions, got {type(conditions).__name__}")
+    look = None if conditions is None or conditions.is_default else conditions
     if not 1.0 <= duration_s <= 7200:
         raise ConfigError(f"duration {duration_s} s is out of range [1, 7200]")
     if not 60.0 <= hfov_deg <= 150.0:
@@ -374,6 +469,9 @@ def _make_pair(
         "motion_blur": motion_blur,
         "max_render_width": max_render_width,
     }
+    if look is not None:  # (absent otherwise: pairs made before conditions existed stay valid)
+        params["conditions"] = look.to_dict()
+        params["conditions_version"] = CONDITIONS_VERSION
     if max_render_width < 64:
         raise ConfigError(f"max_render_width {max_render_width} is too small (at least 64)")
     if parallel is None:
@@ -384,18 +482,12 @@ def _make_pair(
     paths = _pair_paths(out_dir)
 
     world = TrailWorld(world_seed)
-    new_world = world if same_trail else TrailWorld(new_world_seed)
-    ref = plan_reference_run(world, duration_s=duration_s, fps=ref_rate, seed=seed * 2 + 1)
-    new = plan_new_run(
-        new_world,
-        ref,
-        fps=new_rate,
-        seed=seed * 2 + 2,
-        with_stop=with_stop,
-        late_start=late_start,
-        early_end=early_end,
-        start_gate_wait_s=start_gate_wait_s,
-    )
+    if look is not None and look.season is not None:
+        new_world = TrailWorld(new_world_seed, season=look.season)  # the same places, another look
+    else:
+        new_world = world if same_trail else TrailWorld(new_world_seed)
+    ref, new = plan_pair_runs(params, world, new_world)
+    settings = new_run_settings(params)
     common = {
         "hfov_deg": hfov_deg,
         "codec": codec,
@@ -405,8 +497,14 @@ def _make_pair(
         "motion_blur": motion_blur,
         "max_render_width": max_render_width,
     }
-    jobs = [(ref, paths["reference"], ref_size), (new, paths["new"], new_size)]
-    _render_runs(jobs, common, progress, parallel=parallel)
+    new_options = dict(common)
+    if look is not None:
+        new_options.update(hfov_deg=settings["hfov_deg"], crf=settings["crf"], conditions=look)
+    jobs = [
+        (ref, paths["reference"], ref_size, common),
+        (new, paths["new"], settings["size"], new_options),
+    ]
+    _render_runs(jobs, progress, parallel=parallel)
 
     landmarks = choose_marker_landmarks(world, ref, n_markers)
     ref_markers = []
@@ -435,11 +533,12 @@ def _make_pair(
         },
         "new": {
             "file": paths["new"].name,
-            "fps": str(new_rate),
+            "fps": str(new.fps),
             "frames": new.n_frames,
             "duration_s": new.duration,
-            "size": list(new_size),
+            "size": list(settings["size"]),
             **new.description,
+            **({"conditions": look.name, "hfov_deg": settings["hfov_deg"]} if look is not None else {}),
         },
         "truth_rows": int(rows.shape[0]),
         "markers": len(ref_markers),
@@ -474,6 +573,7 @@ def make_sample_pair(
     parallel: bool | None = None,
     reuse: bool = True,
     progress: Progress | None = None,
+    conditions: Conditions | None = None,
 ) -> SamplePair:
     """Render a reference run and a time-warped new run of one trail, with exact truth.
 
@@ -508,6 +608,10 @@ def make_sample_pair(
         reuse: If ``out_dir`` already holds a complete pair made with the same parameters (and this
             generator version), return it without rendering.
         progress: Called as ``progress(done_frames, total_frames)`` while rendering.
+        conditions: How the new run's camera, light, season and timing differ from the
+            reference's (see `mtbsync.samples.conditions`; its fields that are set override
+            ``new_size``, ``new_fps``, ``crf``, ``hfov_deg``, ``start_gate_wait_s`` and
+            ``with_stop`` for the new run). None or ``Conditions()``: exactly as without.
 
     Returns:
         The pair's paths and rates.
@@ -540,6 +644,7 @@ def make_sample_pair(
         parallel=parallel,
         reuse=reuse,
         progress=progress,
+        conditions=conditions,
     )
 
 
@@ -568,6 +673,7 @@ def make_different_trail_pair(
     parallel: bool | None = None,
     reuse: bool = True,
     progress: Progress | None = None,
+    conditions: Conditions | None = None,
 ) -> SamplePair:
     """Like `make_sample_pair`, but the new run rides another trail (another world seed).
 
@@ -599,6 +705,7 @@ def make_different_trail_pair(
         parallel: Render the two runs in two threads (None: when there are at least 2 CPUs).
         reuse: Return a complete pair already in ``out_dir`` made with the same parameters.
         progress: Called as ``progress(done_frames, total_frames)``.
+        conditions: As in `make_sample_pair` (the new run's camera, light, season, timing).
 
     Returns:
         The pair (``same_trail`` is False).
@@ -631,4 +738,5 @@ def make_different_trail_pair(
         parallel=parallel,
         reuse=reuse,
         progress=progress,
+        conditions=conditions,
     )

@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from mtbsync.samples import paint
+from mtbsync.samples.conditions import Season
 from mtbsync.samples.noise import hash_uniform, smooth_signal
 from mtbsync.samples.paint import CHUNK_M, PALETTE, TEXELS_PER_M, Canvas, PaintObject
 
@@ -35,7 +36,8 @@ FAR_LEVEL = LEVELS - 1
 _LANDMARK_KINDS = ("post", "sign", "tape", "boulder", "ribbon", "arrow")
 _LANDMARK_PROBABILITY = 0.65  # per 10 m chunk: about one landmark every 15 m
 _ARCH_PROBABILITY = 0.55  # per 10 m chunk
-_K_LANDMARK, _K_OBJECTS, _K_LANDMARK_DRAW, _K_KINDS = 7, 3, 8, 12
+_K_LANDMARK, _K_OBJECTS, _K_LANDMARK_DRAW, _K_KINDS, _K_LEAVES = 7, 3, 8, 12, 13
+_LANDMARK_LAYER = 4  # the drawing layer of landmarks (see `paint.PaintObject`)
 
 T = TypeVar("T")
 
@@ -78,10 +80,18 @@ class TrailWorld:
         seed: World seed; a different seed is a different trail entirely.
         cache_chunks: Full-resolution chunks kept in memory (about 2 MB each); a renderer needs 5-7
             at a time, and a new run rendered after the reference finds the chunks it rode through.
+        season: Another look of the same trail (foliage colour, fallen leaves, fine ground
+            texture); every object, landmark and arch stays where it is (None: the usual look).
     """
 
-    def __init__(self, seed: int, *, cache_chunks: int = 40) -> None:
+    def __init__(self, seed: int, *, cache_chunks: int = 40, season: Season | None = None) -> None:
         self.seed = int(seed)
+        self.season = None if season is None or season.is_neutral else season
+        self._season_lut = (
+            None
+            if self.season is None
+            else paint.season_lut(self.season.foliage_hue_deg, self.season.saturation, self.season.brightness)
+        )
         self._lock = threading.Lock()
         self._caches: dict[str, OrderedDict] = {
             "full": OrderedDict(),
@@ -183,7 +193,13 @@ class TrailWorld:
 
     def arch_levels(self, z: float) -> list[np.ndarray]:
         """The arch at ``z`` (BGRA, alpha = foliage) as a mip pyramid; see `paint.paint_arch`."""
-        return self._cached("arch", round(z * 1000), lambda: _pyramid(paint.paint_arch(self.seed, z)))
+        return self._cached("arch", round(z * 1000), lambda: _pyramid(self._paint_arch(z)))
+
+    def _paint_arch(self, z: float) -> np.ndarray:
+        image = paint.paint_arch(self.seed, z)
+        if self._season_lut is not None:
+            image[..., :3] = paint.apply_season(np.ascontiguousarray(image[..., :3]), self._season_lut)
+        return image
 
     def _cached(self, kind: str, key: int, make: Callable[[], T]) -> T:
         cache = self._caches[kind]
@@ -204,8 +220,10 @@ class TrailWorld:
     def _paint_chunk(self, chunk: int, rho: float) -> np.ndarray:
         z0 = chunk * CHUNK_M
         zs = z0 + (np.arange(round(CHUNK_M * rho)) + 0.5) / rho
+        season = self.season
+        fine_seed = None if season is None else season.texture_seed
         bases = {
-            "ground": paint.ground_base(self.seed, zs, rho, self.trail_centre(zs)),
+            "ground": paint.ground_base(self.seed, zs, rho, self.trail_centre(zs), fine_seed=fine_seed),
             "left": paint.wall_base(
                 self.seed, paint.L_LEFT, zs, rho, self.clearing(zs), self.sky_horizon_bgr
             ),
@@ -224,10 +242,22 @@ class TrailWorld:
                 if obj.z_max >= z0 - 0.05 and obj.z_min <= z0 + CHUNK_M + 0.05 and rho >= obj.min_rho:
                     todo.append((obj.layer, c, seq, obj))
         todo.sort(key=lambda item: item[:3])
-        for *_, obj in todo:
-            obj.draw(canvases[obj.surface])
+        if self._season_lut is None:
+            for *_, obj in todo:
+                obj.draw(canvases[obj.surface])
+        else:
+            # The season recolours nature, not the landmarks' paint: landmarks are drawn after it.
+            for *_, obj in todo:
+                if obj.layer < _LANDMARK_LAYER:
+                    obj.draw(canvases[obj.surface])
+            for canvas in canvases.values():
+                canvas.img = paint.apply_season(canvas.img, self._season_lut)
+            for *_, obj in todo:
+                if obj.layer >= _LANDMARK_LAYER:
+                    obj.draw(canvases[obj.surface])
         stacked = np.concatenate([canvases[n].img for n in ("ground", "left", "right")], axis=0)
-        return paint.add_grain(stacked, self.seed, chunk) if rho >= TEXELS_PER_M else stacked
+        grain_seed = self.seed if fine_seed is None else fine_seed
+        return paint.add_grain(stacked, grain_seed, chunk) if rho >= TEXELS_PER_M else stacked
 
     def _objects(self, chunk: int) -> list[PaintObject]:
         """Every object anchored in ``chunk`` (it may reach into the neighbours)."""
@@ -252,7 +282,17 @@ class TrailWorld:
             objs.append(paint.root(rng, z0 + CHUNK_M * rng.random()))
         for _ in range(int(rng.poisson(8))):
             objs.append(paint.stick(rng, z0 + CHUNK_M * rng.random()))
-        objs.append(paint.leaves(rng, z0, int(rng.poisson(160))))
+        n_leaves = int(rng.poisson(160))
+        if self.season is None:
+            objs.append(paint.leaves(rng, z0, n_leaves))
+        elif self.season.leaf_colours != "none":
+            leaf_rng = rng
+            if self.season.texture_seed is not None:  # the leaves lie elsewhere this time
+                leaf_rng = np.random.default_rng(
+                    [self.season.texture_seed & 0xFFFFFFFF, _K_LEAVES, chunk + (1 << 40)]
+                )
+            colours = paint.LEAF_COLOURS[self.season.leaf_colours]
+            objs.append(paint.leaves(leaf_rng, z0, n_leaves, colours))
         lm = self.landmark_of_chunk(chunk)
         if lm is not None:
             objs.extend(paint.landmark_objects(lm.kind, lm.side, lm.z, lm.colour, lm.code))

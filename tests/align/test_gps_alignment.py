@@ -15,6 +15,7 @@ from mtbsync.align.gps import (
     fill_gaps,
     flatten_stops,
     gps_mapping,
+    gps_only_warp,
     local_metres,
     project_track,
     reference_path,
@@ -266,3 +267,44 @@ def test_a_steady_pace_gives_no_confident_offset() -> None:
     assert estimate is not None
     assert not estimate.applied
     assert "NOT applied" in estimate.describe()
+
+
+def _failed_vision_warp() -> Warp:
+    return Warp(
+        np.zeros(0), np.zeros(0), np.zeros(0), ok=False, reason="too few verified matches", metrics={}
+    )
+
+
+def test_gps_alone_aligns_when_vision_cannot_and_asks_for_review() -> None:
+    from mtbsync.markers import Marker, transfer_markers
+
+    t_ref, s_ref = ref_run()
+    t_new, s_new = new_run()
+    mapping = gps_mapping(to_track(t_ref, s_ref, seed=3), to_track(t_new, s_new, seed=4))
+    warp = gps_only_warp(
+        mapping, _failed_vision_warp(), new_duration=80.0, ref_duration=100.0, min_coverage=0.2
+    )
+    assert warp is not None and warp.ok
+    assert warp.metrics["model"] == "gps"
+    assert "GPS alone" in warp.reason and "too few verified matches" in warp.reason
+    assert 0.1 < warp.metrics["accuracy_s"] < 2.0
+    assert np.all(warp.confidence < 0.6)
+    # Accurate to the map's uncertainty, not to a frame.
+    inside = (t_new > 1.0) & (t_new < 75.0)
+    truth = s_new[inside] / 5.0
+    error = np.abs(warp.to_ref(t_new[inside]) - truth)
+    assert np.nanmedian(error) < 1.0
+    placed = transfer_markers([Marker("hairpin", 40.0)], warp)
+    assert placed[0].t_new is not None and placed[0].needs_review
+    assert "GPS alone" in placed[0].comment
+
+
+def test_gps_alone_never_aligns_different_trails() -> None:
+    t_ref, s_ref = ref_run()
+    t_new, s_new = new_run()
+    far = to_track(t_new, s_new, seed=5, shift_m=2500.0)
+    mapping = gps_mapping(to_track(t_ref, s_ref, seed=6), far)
+    assert (
+        gps_only_warp(mapping, _failed_vision_warp(), new_duration=80, ref_duration=100, min_coverage=0.2)
+        is None
+    )

@@ -1,0 +1,161 @@
+"""Matching and verification of learned (XFeat) features between keyframes.
+
+Learned descriptors are unit-length float vectors: two keypoints match when each is the other's
+nearest neighbour by cosine similarity and the similarity is high enough (mutual nearest
+neighbours, as XFeat's reference matcher). A changed mount sees the same trail from another height
+and pitch: the scene is not a plane, so a homography fits only part of it. The geometric check is a
+fundamental matrix estimated with MAGSAC++ (OpenCV's USAC), which holds for any rigid 3-D scene
+seen from two viewpoints; action-camera barrel distortion is absorbed by a looser threshold, not
+corrected. The zoom between the views is read from the inliers as for ORB (`log_zoom_between`).
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+
+import cv2
+import numpy as np
+
+from mtbsync.config import MatchConfig
+from mtbsync.match.verify import PairGeometry, log_zoom_between
+
+# Cosine similarity a mutual nearest neighbour needs to count as a match (XFeat's own default).
+MIN_COSINE = 0.82
+# Keypoints per keyframe used for the all-pairs first look (the strongest by score come first).
+COARSE_KEYPOINTS = 192
+_MIN_MATCHES_FOR_GEOMETRY = 12
+_MAGSAC_ITERATIONS = 400
+
+
+def mutual_matches(
+    query_desc: np.ndarray, train_desc: np.ndarray, *, min_cosine: float = MIN_COSINE
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mutual nearest neighbours (by cosine) above ``min_cosine``: (query indices, train indices)."""
+    if len(query_desc) == 0 or len(train_desc) == 0:
+        empty = np.zeros(0, np.int64)
+        return empty, empty
+    sim = query_desc @ train_desc.T
+    best_t = sim.argmax(axis=1)
+    best_q = sim.argmax(axis=0)
+    qi = np.arange(len(query_desc))
+    keep = (best_q[best_t] == qi) & (sim[qi, best_t] >= min_cosine)
+    return qi[keep], best_t[keep]
+
+
+def geometry_of_matches(
+    query_xy: np.ndarray, train_xy: np.ndarray, reproj_px: float, seed: int = 0
+) -> tuple[int, float]:
+    """Fundamental-matrix (MAGSAC++) inliers among matched points, and the zoom between the views."""
+    if len(query_xy) < _MIN_MATCHES_FOR_GEOMETRY:
+        return 0, math.nan
+    cv2.setRNGSeed(seed)
+    _, mask = cv2.findFundamentalMat(
+        query_xy.astype(np.float32),
+        train_xy.astype(np.float32),
+        cv2.USAC_MAGSAC,
+        reproj_px,
+        0.999,
+        _MAGSAC_ITERATIONS,
+    )
+    if mask is None:
+        return 0, math.nan
+    inlier = mask.ravel().astype(bool)
+    n_inliers = int(inlier.sum())
+    if n_inliers < 8:
+        return n_inliers, math.nan
+    return n_inliers, log_zoom_between(query_xy[inlier], train_xy[inlier])
+
+
+def verify_learned_block_pairs(
+    query_kp: np.ndarray,
+    query_desc: np.ndarray,
+    query_offsets: np.ndarray,
+    train_kp: np.ndarray,
+    train_desc: np.ndarray,
+    train_offsets: np.ndarray,
+    pairs: np.ndarray,
+    config: MatchConfig,
+    *,
+    reproj_px: float,
+    threads: int = 2,
+) -> PairGeometry:
+    """Verify (query block, train block) pairs of stacked per-frame learned features.
+
+    Same contract as `mtbsync.match.verify.verify_block_pairs`: per pair, the matches, the
+    geometric inliers and the log zoom. The matrix products and MAGSAC release the GIL, so a small
+    thread pool runs pairs side by side.
+    """
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    if len(pairs) == 0:
+        empty = np.zeros(0)
+        return PairGeometry(empty.astype(np.int32), empty.astype(np.int32), empty)
+
+    def work(k: int) -> tuple[int, int, float]:
+        q, t = int(pairs[k, 0]), int(pairs[k, 1])
+        q_lo, q_hi = query_offsets[q], query_offsets[q + 1]
+        t_lo, t_hi = train_offsets[t], train_offsets[t + 1]
+        qi, ti = mutual_matches(query_desc[q_lo:q_hi], train_desc[t_lo:t_hi])
+        inliers, zoom = geometry_of_matches(
+            query_kp[q_lo:q_hi][qi, :2], train_kp[t_lo:t_hi][ti, :2], reproj_px, seed=k
+        )
+        return len(qi), inliers, zoom
+
+    if threads > 1 and len(pairs) > 8:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            results = list(pool.map(work, range(len(pairs)), chunksize=8))
+    else:
+        results = [work(k) for k in range(len(pairs))]
+    matches, inliers, zoom = zip(*results, strict=True)
+    return PairGeometry(np.array(matches, np.int32), np.array(inliers, np.int32), np.array(zoom, np.float64))
+
+
+def coarse_match_counts(
+    query_desc: np.ndarray,
+    query_offsets: np.ndarray,
+    train_desc: np.ndarray,
+    train_offsets: np.ndarray,
+    *,
+    keypoints: int = COARSE_KEYPOINTS,
+    allowed: np.ndarray | None = None,
+) -> np.ndarray:
+    """Mutual-nearest-neighbour counts between every query and every train keyframe.
+
+    Uses each keyframe's ``keypoints`` strongest features: one matrix product per query keyframe
+    against all train keyframes, so the all-pairs look costs about as much as a few verifications.
+
+    Args:
+        query_desc, query_offsets, train_desc, train_offsets: Stacked per-frame descriptors.
+        keypoints: Features per keyframe taken into account.
+        allowed: Optional (n_query, n_train) mask; pairs outside it get 0 (not computed).
+
+    Returns:
+        (n_query, n_train) float array of match counts.
+    """
+    n_q, n_t = len(query_offsets) - 1, len(train_offsets) - 1
+    counts = np.zeros((n_q, n_t))
+    if n_q == 0 or n_t == 0:
+        return counts
+    dim = query_desc.shape[1]
+    train = np.zeros((n_t, keypoints, dim), np.float32)
+    valid = np.zeros((n_t, keypoints), bool)
+    for t in range(n_t):
+        block = train_desc[train_offsets[t] : train_offsets[t + 1]][:keypoints]
+        train[t, : len(block)] = block
+        valid[t, : len(block)] = True
+    flat = train.reshape(-1, dim)
+    for q in range(n_q):
+        cols = np.arange(n_t) if allowed is None else np.nonzero(allowed[q])[0]
+        block = query_desc[query_offsets[q] : query_offsets[q + 1]][:keypoints]
+        if len(block) == 0 or len(cols) == 0:
+            continue
+        sim = (block @ flat.reshape(n_t, keypoints, dim)[cols].reshape(-1, dim).T).reshape(
+            len(block), len(cols), keypoints
+        )
+        sim = np.where(valid[cols][None], sim, -2.0)
+        best_t = sim.argmax(axis=2)  # (nq, cols)
+        best_val = np.take_along_axis(sim, best_t[..., None], axis=2)[..., 0]
+        best_q = sim.argmax(axis=0)  # (cols, keypoints)
+        mutual = best_q[np.arange(len(cols))[None, :], best_t] == np.arange(len(block))[:, None]
+        counts[q, cols] = ((best_val >= MIN_COSINE) & mutual).sum(axis=0)
+    return counts
