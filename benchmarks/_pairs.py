@@ -238,7 +238,7 @@ def _build_trail_mount(out_dir: Path) -> Pair:
         grid_truth=str(grid_truth),
         ref_gpx=str(TRAIL_MOUNT / "ref.gpx"),
         new_gpx=str(TRAIL_MOUNT / "new.gpx"),
-        description="the trail again from a chest mount, 108 deg barrel lens, evening light (dead_tree unreached)",
+        description="the trail from a chest mount, 108 deg barrel lens, evening light (dead_tree unreached)",
     )
 
 
