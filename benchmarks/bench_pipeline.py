@@ -106,6 +106,10 @@ def main() -> None:
         print(f"| {name} | {seconds:.1f} |")
     print(f"| **index + sync + transfer (wall)** | **{result['total_s']:.1f}** |")
     print(
+        f"| of which index / sync + transfer | {result['index_s']:.1f} / "
+        f"{result['total_s'] - result['index_s']:.1f} |"
+    )
+    print(
         f"\npeak RSS {result['peak_rss_mb']:.0f} MiB; aligned: {result['ok']}; markers: {result['markers']}"
     )
 

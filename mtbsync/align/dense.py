@@ -13,12 +13,19 @@ new run was verified.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
+from mtbsync.align.fit import pin_warp
 from mtbsync.align.refine import locate_in_window, zoom_at_peaks
-from mtbsync.config import MatchConfig
+from mtbsync.align.warp import Warp
+from mtbsync.config import DENSE_AUTO_PIXELS, MatchConfig, SyncConfig
+from mtbsync.features.extractors import make_extractor
+from mtbsync.features.index import FeatureIndex
+from mtbsync.features.keyframes import stack_features, window_features
+from mtbsync.io.video import VideoSource, merge_windows, probe
 from mtbsync.match.verify import verify_block_pairs
 
 # Half-width (s of reference time) of the window searched around the warp's estimate: the warp is
@@ -119,3 +126,138 @@ def locate_keyframes(
         if math.isfinite(timing.t_new) and abs(timing.t_new - predicted[k]) <= half_window:
             located[k] = timing.t_new
     return DensePoints(new_times, located, peaks, float(bias))
+
+
+@dataclass(frozen=True)
+class DensePlan:
+    """What the dense warp would decode, or why it does not run.
+
+    Attributes:
+        keyframes: Indices of the new keyframes inside the warp's covered range.
+        predicted: (k,) the warp's reference time of each.
+        half_window: Seconds of reference time searched on each side.
+        windows: The reference windows to decode (merged).
+        skipped: ``warp.metrics["dense"]`` when it does not run (``{"ran": False, "why": ...}``),
+            else None.
+    """
+
+    keyframes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    predicted: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    half_window: float = 0.0
+    windows: list[tuple[float, float]] = field(default_factory=list)
+    skipped: dict[str, Any] | None = None
+
+
+def plan_dense_warp(
+    warp: Warp, new: FeatureIndex | None, reference: VideoSource, config: SyncConfig
+) -> DensePlan:
+    """Decide whether the dense warp runs and which reference windows it decodes.
+
+    It runs when ``config.dense`` is ``on``, or ``auto`` and the reference frames to decode stay
+    under `DENSE_AUTO_PIXELS`.
+
+    Args:
+        warp: The alignment's warp.
+        new: The new run's keyframe index the alignment was made from (None: it does not run).
+        reference: The reference run's video.
+        config: Parameters.
+
+    Returns:
+        The plan; ``skipped`` says why not when it does not run.
+    """
+    if config.dense == "off" or new is None or warp.is_empty:
+        return DensePlan(skipped={"ran": False, "why": "off"})
+    lo, hi = warp.new_range
+    keyframes = np.nonzero((new.times >= lo) & (new.times <= hi))[0]
+    predicted = warp.to_ref(new.times[keyframes])
+    ref_info = probe(reference)
+    half = half_windows(
+        float((warp.metrics.get("residuals_s") or {}).get("p90") or 0.1), ref_info.frame_duration
+    )
+    windows = merge_windows([(p - half, p + half) for p in predicted if np.isfinite(p)], gap=0.0)
+    seconds = sum(b - a for a, b in windows)
+    pixels = seconds / ref_info.frame_duration * ref_info.width * ref_info.height
+    if config.dense == "auto" and pixels > DENSE_AUTO_PIXELS:
+        return DensePlan(
+            skipped={
+                "ran": False,
+                "why": f"the reference is long ({seconds:.0f} s at {ref_info.width}x{ref_info.height}); "
+                "--dense-warp on times every frame",
+            }
+        )
+    return DensePlan(keyframes, predicted, half, windows)
+
+
+def dense_warp(
+    warp: Warp, new: FeatureIndex, reference: VideoSource, plan: DensePlan, config: SyncConfig
+) -> tuple[Warp, dict[str, Any]]:
+    """Place every planned new keyframe among the reference's frames at full rate; pin the warp there.
+
+    Args:
+        warp: The alignment's warp.
+        new: The new run's keyframe index.
+        reference: The reference run's video.
+        plan: `plan_dense_warp`'s plan (one that runs).
+        config: Parameters.
+
+    Returns:
+        The warp pinned at the located keyframes that agree with their neighbours (unchanged when
+        fewer than two), with ``metrics["dense"]`` set, and those metrics (keyframes, located,
+        reference frames decoded, zoom bias).
+    """
+    keyframes = plan.keyframes
+    kind = str(warp.meta.get("features") or "orb")
+    long_side = min(config.features.feature_side, config.decode.max_side)
+    extractor = make_extractor(kind, config.features)
+    ref_t, ref_feats = window_features(reference, plan.windows, long_side, extractor)
+    stacked_new = stack_features([new.frame(int(k)) for k in keyframes], kind)
+    learned = kind != "orb"
+    points = locate_keyframes(
+        new.times[keyframes],
+        stacked_new,
+        ref_t,
+        stack_features(ref_feats, kind),
+        plan.predicted,
+        plan.half_window,
+        config.match,
+        reproj_px=config.match.ransac_reproj_px * max(new.image_size) / 640.0,
+        min_inliers=config.match.learned_min_inliers if learned else config.match.min_inliers,
+    )
+    found = points.found & consistent_points(points.t_new, points.t_ref)
+    dense_metrics = {
+        "ran": True,
+        "keyframes": len(keyframes),
+        "located": int(found.sum()),
+        "reference_frames": len(ref_t),
+        "zoom_bias": round(points.zoom_bias, 4),
+    }
+    if found.sum() >= 2:
+        warp = pin_warp(warp, points.t_new[found], points.t_ref[found], clearance=0.1)
+        warp.metrics.pop("anchors", None)  # anchors count the markers pinned later
+    warp.metrics["dense"] = dense_metrics
+    return warp, dense_metrics
+
+
+def consistent_points(t_new: np.ndarray, t_ref: np.ndarray, tolerance_s: float = 0.12) -> np.ndarray:
+    """Located points that agree with a line through their neighbours on one side (a wrong peak
+    agrees with neither side; a change of pace still agrees with one).
+
+    Args:
+        t_new: (k,) new keyframe times.
+        t_ref: (k,) located reference times (NaN where not found).
+        tolerance_s: How far from the neighbours' line a point may lie (s of reference time).
+
+    Returns:
+        (k,) which points to keep.
+    """
+    ok = np.isfinite(t_ref)
+    idx = np.nonzero(ok)[0]
+    keep = np.zeros(t_ref.size, bool)
+    for pos, k in enumerate(idx):
+        for side in (idx[max(0, pos - 2) : pos], idx[pos + 1 : pos + 3]):
+            if side.size == 2:
+                slope = (t_ref[side[1]] - t_ref[side[0]]) / (t_new[side[1]] - t_new[side[0]])
+                guess = t_ref[side[0]] + slope * (t_new[k] - t_new[side[0]])
+                if abs(guess - t_ref[k]) <= tolerance_s:
+                    keep[k] = True
+    return keep

@@ -21,6 +21,7 @@ video's keyframes, and the estimation of a track file's time offset against the 
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +31,10 @@ from scipy.ndimage import gaussian_filter1d
 
 from mtbsync.align.fit import confidence_segments
 from mtbsync.align.warp import Warp
+from mtbsync.errors import IN_RESULT
 from mtbsync.ingest.track import GpsTrack
+
+log = logging.getLogger("mtbsync")
 
 EARTH_RADIUS_M = 6_371_008.8
 
@@ -562,6 +566,37 @@ def gps_only_warp(
         gates=dict(vision.gates),
         meta=dict(vision.meta),
     )
+
+
+def gps_last_resort(
+    mapping: GpsMapping, vision: Warp, *, new_duration: float, ref_duration: float, min_coverage: float
+) -> Warp | None:
+    """Where vision verified too little but both runs' GPS rides the same trail, align by GPS alone.
+
+    Args:
+        mapping: The GPS map of the two runs.
+        vision: The vision warp that did not pass its gates.
+        new_duration: Length of the new run (s).
+        ref_duration: Length of the reference run (s).
+        min_coverage: Smallest covered share of the shorter run.
+
+    Returns:
+        `gps_only_warp`'s warp with ``meta["model"]`` ``gps`` and the reason in
+        ``meta["model_reason"]`` (its reason is logged as a warning that goes into the result), or
+        None when GPS cannot align the runs either.
+    """
+    warp = gps_only_warp(
+        mapping, vision, new_duration=new_duration, ref_duration=ref_duration, min_coverage=min_coverage
+    )
+    if warp is None:
+        return None
+    warp.meta["model"] = "gps"
+    warp.meta["model_reason"] = (
+        f"vision did not align the runs ({vision.reason}); GPS puts both on the same trail, so it "
+        "aligns them by position along the trail"
+    )
+    log.warning("%s", warp.reason, extra=IN_RESULT)
+    return warp
 
 
 # --------------------------------------------------------------------------------------------------

@@ -227,3 +227,90 @@ def interpolate_located(located: list[tuple[float, float]], tau: float, warp: Wa
     if np.isfinite(speed) and speed > 0.05:
         return float(new_t[nearest] + (tau - ref_t[nearest]) / speed)
     return float(new_t[nearest])
+
+
+@dataclass(frozen=True)
+class MomentTiming:
+    """Where the new run reaches one reference moment (a marker), timed at full frame rate.
+
+    Attributes:
+        t_new: The first new-run time at the moment's place (NaN when not found).
+        located: Reference frames around the moment that were found in the new run.
+        spread_s: Scatter (s of new-run time) of the located frames about their common line: how
+            much the frames disagree (NaN with fewer than three).
+        peak_inliers: Median inliers at the located frames' peaks.
+        shift_s: How far the full-rate time lies from the keyframe warp's (s of new-run time).
+        stop: The located frames jump forward: the new rider stood still at the place, and the
+            first arrival was taken.
+        method: How the frames were located (``peak+zoom``, ``peak``, ``none``).
+    """
+
+    t_new: float
+    located: int
+    spread_s: float
+    peak_inliers: int
+    shift_s: float
+    stop: bool
+    method: str
+
+
+def time_moment(
+    located: list[tuple[float, float, int, str]],
+    tau: float,
+    warp: Warp,
+    *,
+    new_frame_s: float,
+) -> MomentTiming:
+    """Combine the located reference frames around reference time ``tau`` into one new-run time.
+
+    Each located frame is (its reference time, its new-run time, peak inliers, method). A line
+    through them averages out single-frame errors (`interpolate_located`). Where the new rider
+    stood still at the place, the frames after it are found a stop later than those before: the
+    line would put the moment in the middle of the stop, while a marker belongs where the rider
+    arrives, so only the frames up to ``tau`` are used then (``stop``).
+
+    Args:
+        located: The located frames.
+        tau: The moment's reference time.
+        warp: The keyframe warp (its pace carries a single frame to ``tau``).
+        new_frame_s: One frame of the new run (s).
+    """
+    if not located:
+        return MomentTiming(math.nan, 0, math.nan, 0, math.nan, False, "none")
+    frames = sorted(located)
+    ref_t = np.array([f[0] for f in frames])
+    new_t = np.array([f[1] for f in frames])
+    stop = False
+    if len(frames) >= 2:
+        speed = float(np.nan_to_num(warp.speed_ratio(float(np.median(new_t)))[0], nan=1.0))
+        expected = np.diff(ref_t) / max(speed, 0.05)
+        jumps = np.diff(new_t) - expected > max(4 * new_frame_s, 0.15)
+        if jumps.any():
+            # The stop splits the frames into stretches; the moment belongs to the stretch that
+            # reaches it (the earlier one when it lies between them: the first arrival).
+            stop = True
+            segment = np.concatenate([[0], np.cumsum(jumps)])
+            distance = [
+                max(ref_t[segment == g].min() - tau, tau - ref_t[segment == g].max(), 0.0)
+                for g in range(int(segment.max()) + 1)
+            ]
+            keep = segment == int(np.argmin(distance))
+            frames = [f for f, k in zip(frames, keep, strict=True) if k]
+            ref_t, new_t = ref_t[keep], new_t[keep]
+    pairs = [(float(a), float(b)) for a, b in zip(ref_t, new_t, strict=True)]
+    t_new = interpolate_located(pairs, tau, warp)
+    spread = math.nan
+    if len(pairs) >= 3 and np.ptp(ref_t) > 0:
+        slope, intercept = np.polyfit(ref_t, new_t, 1)
+        spread = float(np.sqrt(np.mean((new_t - (slope * ref_t + intercept)) ** 2)))
+    predicted = float(warp.to_new(tau)[0])
+    methods = [f[3] for f in frames]
+    return MomentTiming(
+        t_new=float(t_new),
+        located=len(located),
+        spread_s=spread,
+        peak_inliers=int(np.median([f[2] for f in frames])),
+        shift_s=abs(t_new - predicted) if math.isfinite(predicted) and math.isfinite(t_new) else math.nan,
+        stop=stop,
+        method=max(set(methods), key=methods.count),
+    )

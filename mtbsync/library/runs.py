@@ -823,8 +823,9 @@ def set_run_markers(
 def _transfer_timed(markers: Sequence[Any], warp: Any, *, review_threshold: float) -> list[Any]:
     """Markers carried through ``warp`` and timed at full frame rate when its videos are still there."""
     from mtbsync.config import SyncConfig
+    from mtbsync.io.sources import videos_of_warp
     from mtbsync.markers.transfer import transfer_markers
-    from mtbsync.pipeline import transfer_with_refinement, videos_of_warp
+    from mtbsync.pipeline import transfer_with_refinement
 
     videos = videos_of_warp(warp) if warp.ok and markers else None
     if videos is None:
@@ -919,7 +920,8 @@ def _assign_by_vision(
 ) -> Assignment:
     from mtbsync.config import SyncConfig
     from mtbsync.features.index import load_index
-    from mtbsync.pipeline import align_indexes, config_for_index, extract_keyframes, indexes_comparable
+    from mtbsync.features.keyframes import config_for_index, indexes_comparable
+    from mtbsync.pipeline import align_indexes, extract_keyframes
 
     config = config or SyncConfig()
     indexed = [(t, r, catalog.latest_index(r)) for t, r in candidates]

@@ -1,0 +1,141 @@
+"""How far to trust a transferred marker once full-rate timing has (or has not) found its place.
+
+A marker timed at full frame rate gets the calibrated confidence (`marker_confidence`), capped by
+the warp's own; one whose place was not found rests on keyframes alone and asks for review, and at
+the extrapolated ends of the covered part, or below `MIN_UNCONFIRMED_CONFIDENCE`, is not placed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from mtbsync.align.fit import pin_warp
+from mtbsync.align.pairs import AlignmentPair
+from mtbsync.align.warp import Warp
+from mtbsync.markers.confidence import marker_confidence
+from mtbsync.markers.model import TransferredMarker
+from mtbsync.markers.refine import MarkerRefinement
+
+# An unconfirmed marker below this confidence (e.g. in the half keyframe by which the covered part is
+# extended at its ends) is not placed: a guess is worse than a gap the editor can see.
+MIN_UNCONFIRMED_CONFIDENCE = 0.25
+
+
+def pin_at_refinement(warp: Warp, refinement: MarkerRefinement) -> tuple[Warp, list[AlignmentPair]]:
+    """Pin the warp at the markers found at full frame rate.
+
+    Args:
+        warp: The alignment's warp.
+        refinement: The markers' full-rate timing.
+
+    Returns:
+        The pinned warp, and one ``marker`` anchor pair per marker found (for pairs.csv).
+    """
+    found = np.isfinite(refinement.t_new)
+    warp = pin_warp(warp, refinement.t_new[found], refinement.t_ref[found])
+    anchors = [
+        AlignmentPair(float(tn), float(tr), 0, float(warp.confidence_at(tn)[0]), True, "marker")
+        for tn, tr in zip(refinement.t_new[found], refinement.t_ref[found], strict=True)
+    ]
+    return warp, anchors
+
+
+def apply_refinement(
+    transferred: list[TransferredMarker], refinement: MarkerRefinement, warp: Warp, review_threshold: float
+) -> list[TransferredMarker]:
+    """Set each placed marker's confidence and notes from whether full-rate timing found it.
+
+    Args:
+        transferred: The markers transferred through ``warp`` (in the refinement's order).
+        refinement: Their full-rate timing.
+        warp: The warp they were transferred through (pinned at the refinement).
+        review_threshold: Confidence under which a marker needs review.
+
+    Returns:
+        The markers: found ones with the calibrated confidence (`timed_confidence`), the others
+        timed from keyframes only or not placed (`keyframes_only`).
+    """
+    found = np.isfinite(refinement.t_new)
+    transferred = [
+        timed_confidence(m, timing, warp, refinement, review_threshold)
+        if m.t_new is not None and ok and timing is not None
+        else m
+        for m, ok, timing in zip(transferred, found, refinement.timings, strict=True)
+    ]
+    # A placed marker whose place was not found at full frame rate rests on keyframes alone:
+    # say so, and trust it less; at the extrapolated ends of the covered part, do not place it.
+    residual_ms = 1000 * float((warp.metrics.get("residuals_s") or {}).get("p90", 0.0) or 0.0)
+    verified = warp.metrics.get("verified_ref_range") or [-math.inf, math.inf]
+    return [
+        keyframes_only(m, residual_ms, review_threshold, verified) if m.t_new is not None and not ok else m
+        for m, ok in zip(transferred, found, strict=True)
+    ]
+
+
+def timed_confidence(
+    marker: TransferredMarker, timing: Any, warp: Warp, refinement: MarkerRefinement, review_threshold: float
+) -> TransferredMarker:
+    """A marker timed at full rate gets the calibrated confidence; a stop at its place is said.
+
+    Args:
+        marker: The transferred marker (placed).
+        timing: Its `MomentTiming`.
+        warp: The warp it was transferred through.
+        refinement: The full-rate timing it belongs to (frame length, features).
+        review_threshold: Confidence under which a marker needs review.
+
+    Returns:
+        The marker with its confidence, review flag and notes.
+    """
+    speed = float(np.nan_to_num(warp.speed_ratio(marker.t_new)[0], nan=1.0))
+    confidence = marker_confidence(
+        timing, new_frame_s=refinement.new_frame_s, speed=speed, learned=refinement.learned
+    )
+    # The warp says how sure the alignment is here; the timing cannot be surer than that.
+    confidence = min(confidence, max(float(marker.confidence), 0.0) + 0.3)
+    notes = []
+    if timing.stop:
+        notes.append("the new run stops at this place: timed at its arrival")
+    if confidence < review_threshold:
+        notes.append(f"low confidence ({confidence:.2f} < {review_threshold:.2f})")
+    comment = marker.comment.split(" | low confidence")[0]
+    for note in notes:
+        comment = f"{comment} | {note}" if comment else note
+    return replace(marker, confidence=confidence, needs_review=confidence < review_threshold, comment=comment)
+
+
+def keyframes_only(
+    marker: TransferredMarker, residual_ms: float, review_threshold: float, verified_ref: list[float]
+) -> TransferredMarker:
+    """A placed marker whose place full-rate timing did not find: trusted less, or not placed.
+
+    Args:
+        marker: The transferred marker (placed).
+        residual_ms: The warp's p90 residual (ms), for the note.
+        review_threshold: Confidence under which a marker needs review.
+        verified_ref: The reference range the warp verified ``[start, end]``.
+
+    Returns:
+        The marker timed from keyframes only (asking for review), or not placed when beyond the
+        verified range or below `MIN_UNCONFIRMED_CONFIDENCE`.
+    """
+    at_edge = not verified_ref[0] <= marker.t_ref <= verified_ref[1]
+    if marker.confidence < MIN_UNCONFIRMED_CONFIDENCE or at_edge:
+        why = "beyond the last matched keyframe" if at_edge else f"confidence {marker.confidence:.2f}"
+        note = f"not placed: its place was not found at full frame rate and the warp is unsure here ({why})"
+        comment = f"{marker.comment} | {note}" if marker.comment else note
+        return replace(marker, t_new=None, confidence=0.0, needs_review=True, comment=comment)
+    # Not confirmed at full frame rate: a frame-accurate place is unlikely, so it asks for review.
+    confidence = min(0.7 * marker.confidence, 0.5)
+    note = f"timed from keyframes only (warp p90 {residual_ms:.0f} ms), not confirmed at full frame rate"
+    comment = f"{marker.comment} | {note}" if marker.comment else note
+    return replace(
+        marker,
+        confidence=confidence,
+        needs_review=marker.needs_review or confidence < review_threshold,
+        comment=comment,
+    )

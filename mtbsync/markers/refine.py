@@ -1,0 +1,232 @@
+"""Full-frame-rate timing of markers: each reference moment located among the new run's frames.
+
+The warp places a marker to within a fraction of a keyframe step. Here the reference frames just
+before and after the marker and the new run's frames in a short window around the warp's estimate
+are decoded at full rate; each reference frame is located among the new frames where the inliers
+peak and the zoom between the views crosses the cameras' own level (`locate_in_window`), and the
+results are combined at the exact reference time (`time_moment`). Only those short windows are
+decoded.
+
+`plan_refinement` decides the windows (cheap: a probe of each video); `refine_markers` decodes and
+times them (the pipeline times that part as the stage ``refine markers``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from mtbsync.align.refine import locate_in_window, time_moment, zoom_at_peaks
+from mtbsync.align.warp import Warp
+from mtbsync.config import SyncConfig
+from mtbsync.features.extractors import Extractor, make_extractor
+from mtbsync.features.keyframes import stack_features, window_features
+from mtbsync.io.video import VideoSource, probe
+from mtbsync.match.verify import verify_block_pairs
+
+# Reference frames on each side of a marker that are located in the new run; their timings are
+# combined by a line fit, which averages out the error of single frames.
+REFINE_REF_FRAMES = 2
+# More keypoints than keyframes get: frames compared at full rate are near-identical views, and the
+# extra points sharpen the inlier peak and the zoom estimate.
+REFINE_FEATURES = 1200
+REFINE_MAX_WINDOW_S = 1.0
+# Fewest inliers at a window's peak for ORB's homography to say the reference frame is there.
+REFINE_MIN_INLIERS = 20
+
+
+@dataclass(frozen=True)
+class MarkerRefinement:
+    """Full-frame-rate timing of reference times (markers) in the new run.
+
+    Attributes:
+        t_ref: (k,) the reference times.
+        t_new: (k,) their new-run times (NaN where not found).
+        method: How each was located.
+        timings: Each one's `MomentTiming` (how many frames agreed, how well), None where not tried.
+        learned: Whether learned features timed them.
+        new_frame_s: One frame of the new run (s).
+    """
+
+    t_ref: np.ndarray
+    t_new: np.ndarray
+    method: list[str]
+    timings: list[Any] = field(default_factory=list)
+    learned: bool = False
+    new_frame_s: float = 1 / 30
+
+
+@dataclass(frozen=True)
+class RefinementPlan:
+    """Which reference times to time at full rate, and the windows to decode for them.
+
+    Attributes:
+        t_ref: (k,) the reference times.
+        predicted: (k,) the warp's new-run time of each.
+        todo: Indices of the times to refine (the warp places them); empty: nothing to decode.
+        windows: (k,) half-width of each one's new-run window (s); empty when ``todo`` is.
+        ref_frame_s: One frame of the reference run (s).
+        new_frame_s: One frame of the new run (s).
+        long_side: Long side of the decoded images (px).
+        kind: The features the runs were aligned with.
+        extractor: Their extractor (more ORB keypoints than keyframes get).
+        min_peak: Fewest inliers at a window's peak.
+        reproj_px: Geometric threshold for the decoded images' size.
+    """
+
+    t_ref: np.ndarray
+    predicted: np.ndarray
+    todo: list[int]
+    windows: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    ref_frame_s: float = 1 / 30
+    new_frame_s: float = 1 / 30
+    long_side: int = 0
+    kind: str = "orb"
+    extractor: Extractor | None = None
+    min_peak: int = REFINE_MIN_INLIERS
+    reproj_px: float = 0.0
+
+    def unrefined(self) -> MarkerRefinement:
+        """The result when nothing is refined: every time not found."""
+        n = len(self.t_ref)
+        return MarkerRefinement(self.t_ref, np.full(n, np.nan), ["none"] * n, [None] * n)
+
+
+def plan_refinement(
+    reference: VideoSource, new: VideoSource, warp: Warp, ref_times: list[float], config: SyncConfig
+) -> RefinementPlan:
+    """Decide which reference times to time at full rate, and how far around the warp to search.
+
+    The search reaches as far as the warp may be off: twice its worst residual, and at least most of
+    a keyframe step (the keyframe a place was matched to can be the neighbour), which lasts longer
+    in new-run time where the new rider is slow; within ``config.refine_window_s`` and
+    `REFINE_MAX_WINDOW_S`.
+
+    Args:
+        reference: The reference run's video (one file or its chapter files).
+        new: The new run's video, the same way.
+        warp: The alignment's warp.
+        ref_times: Reference times (markers), seconds.
+        config: Parameters.
+
+    Returns:
+        The plan (``todo`` empty when the warp places none of the times: nothing is probed then).
+    """
+    ref_times_arr = np.asarray(ref_times, np.float64)
+    predicted = warp.to_new(ref_times_arr) if len(ref_times_arr) else np.zeros(0)
+    todo = [k for k in range(len(ref_times_arr)) if np.isfinite(predicted[k]) and warp.ok]
+    if not todo:
+        return RefinementPlan(ref_times_arr, predicted, todo)
+    ref_info, new_info = probe(reference), probe(new)
+    ref_frame_s, new_frame_s = ref_info.frame_duration, new_info.frame_duration
+    long_side = min(config.features.feature_side, config.decode.max_side)
+    # The features the runs were aligned with: where ORB could not align them, it cannot time them.
+    kind = str(warp.meta.get("features") or "orb")
+    extractor = make_extractor(kind, config.features, n_features=REFINE_FEATURES if kind == "orb" else None)
+    min_peak = config.match.learned_min_inliers if kind != "orb" else REFINE_MIN_INLIERS
+    worst = float((warp.metrics.get("residuals_s") or {}).get("max", config.refine_window_s) or 0.0)
+    keyframe_step = 1.0 / float(warp.meta.get("keyframe_fps") or config.decode.sample_fps)
+    speed = np.clip(np.nan_to_num(warp.speed_ratio(np.nan_to_num(predicted)), nan=1.0), 0.3, 3.0)
+    windows = np.clip(
+        np.maximum(2.0 * worst + 2 * new_frame_s, 0.75 * keyframe_step / speed), 0.25, REFINE_MAX_WINDOW_S
+    )
+    windows = np.maximum(windows, min(config.refine_window_s, REFINE_MAX_WINDOW_S))
+    return RefinementPlan(
+        ref_times_arr,
+        predicted,
+        todo,
+        windows=windows,
+        ref_frame_s=ref_frame_s,
+        new_frame_s=new_frame_s,
+        long_side=long_side,
+        kind=kind,
+        extractor=extractor,
+        min_peak=min_peak,
+        reproj_px=config.match.ransac_reproj_px * long_side / 640.0,
+    )
+
+
+def refine_markers(
+    reference: VideoSource, new: VideoSource, warp: Warp, plan: RefinementPlan, config: SyncConfig
+) -> tuple[MarkerRefinement, dict[str, Any]]:
+    """Time the planned reference moments (markers) in the new run to about one frame.
+
+    For each reference time, the reference frames just before and after it and the new run's frames
+    within the plan's window of the warp's estimate are decoded at full rate; each reference frame
+    is located among the new frames (`locate_in_window`) and the results are combined at the exact
+    reference time (`time_moment`). Either video may be the chapter files of one recording: times
+    are on its joined timeline, and a window across a chapter boundary takes its frames from both.
+
+    Args:
+        reference: The reference run's video.
+        new: The new run's video.
+        warp: The alignment's warp (the plan's).
+        plan: `plan_refinement`'s plan, with something to do.
+        config: Parameters.
+
+    Returns:
+        The refinement, and the figures of the work: ``frames_decoded``, ``zoom_bias`` (the zoom
+        between the cameras) and ``refined`` (how many times were found).
+    """
+    if not plan.todo or plan.extractor is None:
+        return plan.unrefined(), {}
+    ref_times_arr, predicted, todo, windows = plan.t_ref, plan.predicted, plan.todo, plan.windows
+    new_frame_s, kind = plan.new_frame_s, plan.kind
+    result_t = np.full(len(ref_times_arr), np.nan)
+    methods = ["none"] * len(ref_times_arr)
+    figures: dict[str, Any] = {}
+    reach = REFINE_REF_FRAMES * plan.ref_frame_s + 0.01 * plan.ref_frame_s
+    ref_windows = [(ref_times_arr[k] - reach, ref_times_arr[k] + reach) for k in todo]
+    new_windows = [(predicted[k] - windows[k], predicted[k] + windows[k]) for k in todo]
+    ref_t, ref_feats = window_features(reference, ref_windows, plan.long_side, plan.extractor)
+    new_t, new_feats = window_features(new, new_windows, plan.long_side, plan.extractor)
+    figures["frames_decoded"] = len(ref_feats) + len(new_feats)
+    plan_pairs: list[tuple[int, int, np.ndarray]] = []  # (marker, ref frame, new frames in window)
+    for k in todo:
+        bracket = np.nonzero(np.abs(ref_t - ref_times_arr[k]) <= reach)[0]
+        in_window = np.nonzero(np.abs(new_t - predicted[k]) <= windows[k] + 0.5 * new_frame_s)[0]
+        plan_pairs.extend((k, int(r), in_window) for r in bracket)
+    pairs = np.array([(n, r) for _, r, window_frames in plan_pairs for n in window_frames], np.int64)
+    geometry = verify_block_pairs(
+        *stack_features(new_feats, kind),
+        *stack_features(ref_feats, kind),
+        pairs,
+        config.match,
+        reproj_px=plan.reproj_px,
+    )
+    spans = np.cumsum([0] + [len(w) for _, _, w in plan_pairs])
+    # The zoom between the cameras at the same place (another lens, another mount) is read at
+    # each window's inlier peak, where the two views are closest; their median is the level the
+    # zoom crosses when the new run passes a reference frame. The same camera gives about 0.
+    bias = zoom_at_peaks(
+        [
+            (new_t[w], geometry.inliers[a:b], geometry.log_zoom[a:b])
+            for (_, _, w), a, b in zip(plan_pairs, spans[:-1], spans[1:], strict=True)
+        ],
+        min_inliers=plan.min_peak,
+    )
+    figures["zoom_bias"] = bias
+    located: dict[int, list[tuple[float, float, int, str]]] = {k: [] for k in todo}
+    for (k, r, in_window), a, b in zip(plan_pairs, spans[:-1], spans[1:], strict=True):
+        timing = locate_in_window(
+            new_t[in_window],
+            geometry.inliers[a:b],
+            geometry.log_zoom[a:b],
+            zoom_bias=bias,
+            min_inliers=plan.min_peak,
+        )
+        guess = predicted[k]
+        if np.isfinite(timing.t_new) and abs(timing.t_new - guess) <= windows[k] - new_frame_s:
+            located[k].append((float(ref_t[r]), timing.t_new, timing.peak_inliers, timing.method))
+    timings: list[Any] = [None] * len(ref_times_arr)
+    for k in todo:
+        timings[k] = time_moment(located[k], float(ref_times_arr[k]), warp, new_frame_s=new_frame_s)
+        result_t[k] = timings[k].t_new
+        methods[k] = timings[k].method
+    figures["refined"] = int(np.isfinite(result_t).sum())
+    refinement = MarkerRefinement(
+        ref_times_arr, result_t, methods, timings, learned=kind != "orb", new_frame_s=new_frame_s
+    )
+    return refinement, figures
