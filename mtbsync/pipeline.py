@@ -12,6 +12,7 @@ stage), so one `StageTimer` sees everything. The stages live in their modules: k
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -497,6 +498,9 @@ def sync(
             new_gps=new_track,
             gps_notes=tuple(ref_notes + new_notes),
         )
+    different_trails = alignment.gps_map is not None and not alignment.gps_map.same_trail
+    if not alignment.warp.ok and not different_trails:
+        alignment.warp = _align_by_sequence(alignment.warp, ref_index, new_result.index, config, timer=timer)
     if not alignment.warp.ok and alignment.gps_map is not None:
         # Where vision verified too little but both runs' GPS rides the same trail: GPS alone.
         alignment.warp = (
@@ -563,6 +567,32 @@ def sync(
         transferred,
         gps_mode=alignment.extra["gps"]["mode"],
     )
+
+
+def _align_by_sequence(
+    vision: Warp, ref: FeatureIndex, new: FeatureIndex, config: SyncConfig, *, timer: StageTimer
+) -> Warp:
+    """Keypoint-free last visual resort: the runs' image sequences, placed only when significant."""
+    from mtbsync.align.sequence import sequence_warp
+
+    with timer.stage("sequence", frames=len(new)) as rec:
+        warp = sequence_warp(
+            ref.times,
+            ref.thumbnails,
+            new.times,
+            new.thumbnails,
+            vision,
+            gates=config.gates,
+            new_duration=float(new.video.get("duration") or 0.0),
+            ref_duration=float(ref.video.get("duration") or 0.0),
+            max_step=max(2, math.ceil(config.path.max_speed_ratio)),
+        )
+        rec.extra.update(vision.metrics.get("sequence") or {})
+    if warp is None:
+        return vision
+    warp.meta["model_reason"] = warp.reason
+    log.warning("%s", warp.reason, extra=IN_RESULT)
+    return warp
 
 
 def _align_with_learned_features(

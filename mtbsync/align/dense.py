@@ -13,7 +13,7 @@ new run was verified.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -106,7 +106,9 @@ def locate_keyframes(
     if not plan:
         return DensePoints(new_times, located, peaks, 0.0)
     pairs = np.array([(k, int(r)) for k, window in plan for r in window], np.int64)
-    geometry = verify_block_pairs(*new_features, *ref_features, pairs, config, reproj_px=reproj_px)
+    geometry = verify_block_pairs(
+        *new_features, *ref_features, pairs, config, reproj_px=reproj_px, epipoles=True
+    )
     spans = np.cumsum([0] + [len(w) for _, w in plan])
     # Zoom of the reference frame relative to the new keyframe grows as the reference passes the
     # place; `locate_in_window` expects it falling, as when new frames pass a reference frame.
@@ -120,7 +122,12 @@ def locate_keyframes(
     )
     for (k, window), a, b in zip(plan, spans[:-1], spans[1:], strict=True):
         timing = locate_in_window(
-            ref_times[window], geometry.inliers[a:b], zooms[a:b], zoom_bias=bias, min_inliers=min_inliers
+            ref_times[window],
+            geometry.inliers[a:b],
+            zooms[a:b],
+            zoom_bias=bias,
+            min_inliers=min_inliers,
+            epipoles=None if geometry.epipole is None else geometry.epipole[a:b],
         )
         peaks[k] = timing.peak_inliers
         if math.isfinite(timing.t_new) and abs(timing.t_new - predicted[k]) <= half_window:
@@ -232,10 +239,32 @@ def dense_warp(
         "zoom_bias": round(points.zoom_bias, 4),
     }
     if found.sum() >= 2:
+        warp = _follow_located(warp, points.t_new[found], points.t_ref[found])
         warp = pin_warp(warp, points.t_new[found], points.t_ref[found], clearance=0.1)
         warp.metrics.pop("anchors", None)  # anchors count the markers pinned later
     warp.metrics["dense"] = dense_metrics
     return warp, dense_metrics
+
+
+def _follow_located(warp: Warp, t_new: np.ndarray, t_ref: np.ndarray) -> Warp:
+    """Move the warp's knots between located keyframes by the located keyframes' own correction.
+
+    The keyframe warp's error is mostly systematic where the cameras differ (the zoom that placed its
+    keyframes has another level under another lens): the correction measured at the located
+    keyframes (smoothed over three neighbours) is carried to the knots between them, so a keyframe
+    that could not be located follows its neighbours instead of keeping the old bias.
+    """
+    offsets = t_ref - warp.to_ref(t_new)
+    good = np.isfinite(offsets)
+    if good.sum() < 2:
+        return warp
+    t_new, offsets = t_new[good], offsets[good]
+    if offsets.size >= 3:
+        padded = np.concatenate([offsets[:1], offsets, offsets[-1:]])
+        offsets = np.median(np.stack([padded[:-2], padded[1:-1], padded[2:]]), axis=0)
+    shifted = warp.t_ref + np.interp(warp.t_new, t_new, offsets)
+    shifted = np.maximum.accumulate(shifted)
+    return replace(warp, t_ref=shifted)
 
 
 def consistent_points(t_new: np.ndarray, t_ref: np.ndarray, tolerance_s: float = 0.12) -> np.ndarray:

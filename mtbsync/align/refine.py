@@ -23,6 +23,8 @@ from mtbsync.align.warp import Warp
 # Below this zoom per keyframe interval the reference is (nearly) standing still or the scene is
 # far away: the ratio is then too noisy to use, and the keyframe time is kept.
 _MIN_STEP_ZOOM = 0.01
+# An epipole crossing further than this many frames from the inlier peak is not believed.
+_EPIPOLE_MAX_FROM_PEAK = 8
 # A located frame's neighbours keep at least this share of its inliers (else it sits at a cut).
 _PEAK_SHOULDER = 0.2
 # At the place itself the zoom between the views is the cameras' own (the bias); farther than this
@@ -127,6 +129,69 @@ class FrameTiming:
     method: str
 
 
+# The epipole's along-view ratio must fall or rise this consistently (rank correlation with time)
+# over the strong frames of a window to be trusted, and be measured on at least this many frames.
+_EPIPOLE_MIN_CORRELATION = 0.85
+_EPIPOLE_MIN_FRAMES = 6
+_EPIPOLE_MAX_RATIO = 25.0
+
+
+def epipole_crossing(times: np.ndarray, inliers: np.ndarray, epipoles: np.ndarray, min_inliers: int) -> float:
+    """When the other camera's centre crosses the view plane of this one: the cameras stand level.
+
+    Each pair's epipole (`mtbsync.match.learned.epipole_vector`) gives the ratio of the other
+    camera's offset along the view direction to its offset across it; along a pass it changes sign
+    where the two cameras stand level, and near there it runs almost straight in time. The signs of
+    the epipoles are arbitrary, so they are first oriented along the window's common direction.
+    Returns NaN unless the ratio is measured on enough strong frames and runs consistently one way
+    (a plane-dominated scene or cameras at the same height and line give no usable epipole).
+
+    Args:
+        times: (k,) frame times.
+        inliers: (k,) inliers of each frame against the frame being located.
+        epipoles: (k, 3) epipole vectors (NaN rows: none).
+        min_inliers: Frames with fewer inliers are left out.
+    """
+    times = np.asarray(times, np.float64)
+    inliers = np.asarray(inliers, np.float64)
+    if epipoles is None or times.size < _EPIPOLE_MIN_FRAMES:
+        return math.nan
+    strong = np.isfinite(epipoles).all(axis=1) & (inliers >= max(min_inliers, 0.4 * inliers.max(initial=0)))
+    if strong.sum() < _EPIPOLE_MIN_FRAMES:
+        return math.nan
+    across = epipoles[strong, :2]
+    _, _, vt = np.linalg.svd(across, full_matrices=False)
+    sign = np.sign(across @ vt[0])
+    sign[sign == 0] = 1.0
+    ratio = sign * epipoles[strong, 2] / np.maximum(np.linalg.norm(across, axis=1), 1e-9)
+    t = times[strong]
+    usable = np.abs(ratio) < _EPIPOLE_MAX_RATIO
+    if usable.sum() < _EPIPOLE_MIN_FRAMES:
+        return math.nan
+    t, ratio = t[usable], ratio[usable]
+    ranks_t = np.argsort(np.argsort(t))
+    ranks_r = np.argsort(np.argsort(ratio))
+    correlation = float(np.corrcoef(ranks_t, ranks_r)[0, 1]) if np.ptp(ranks_r) > 0 else 0.0
+    if abs(correlation) < _EPIPOLE_MIN_CORRELATION or not (ratio.min() < 0 < ratio.max()):
+        return math.nan
+    # Theil-Sen line through the ratios: robust to a frame with a bad F.
+    tn, rn = t, ratio
+    slopes = [
+        (rn[j] - rn[i]) / (tn[j] - tn[i])
+        for i in range(len(tn))
+        for j in range(i + 1, len(tn))
+        if tn[j] != tn[i]
+    ]
+    if not slopes:
+        return math.nan
+    slope = float(np.median(slopes))
+    if slope == 0 or np.sign(slope) != np.sign(correlation):
+        return math.nan
+    intercept = float(np.median(rn - slope * tn))
+    crossing = -intercept / slope
+    return crossing if t.min() <= crossing <= t.max() else math.nan
+
+
 def locate_in_window(
     times: np.ndarray,
     inliers: np.ndarray,
@@ -134,6 +199,7 @@ def locate_in_window(
     *,
     zoom_bias: float = 0.0,
     min_inliers: int = 20,
+    epipoles: np.ndarray | None = None,
 ) -> FrameTiming:
     """Locate the moment a reference frame's place is passed, from the new frames of a window.
 
@@ -148,6 +214,9 @@ def locate_in_window(
         zooms: (k,) log zoom of the reference frame relative to each new frame.
         zoom_bias: Constant log zoom between the two cameras (see `refine_reference_times`).
         min_inliers: Below this the reference frame is not found in the window.
+        epipoles: (k, 3) epipoles of the pairs, when measured: where they cross the view plane
+            (`epipole_crossing`) is used instead of the peak and zoom, whose levels another lens or
+            mount moves.
     """
     times = np.asarray(times, np.float64)
     inliers = np.asarray(inliers, np.float64)
@@ -164,6 +233,10 @@ def locate_in_window(
     if math.isfinite(zooms[best]) and abs(zooms[best] - zoom_bias) > _MAX_PEAK_ZOOM:
         return FrameTiming(math.nan, int(inliers[best]), "zoom")
     peak = times[best]
+    crossing = epipole_crossing(times, inliers, epipoles, min_inliers) if epipoles is not None else math.nan
+    frame = float(np.median(np.diff(times)))
+    if math.isfinite(crossing) and abs(crossing - peak) <= _EPIPOLE_MAX_FROM_PEAK * frame:
+        return FrameTiming(float(crossing), int(inliers[best]), "epipole")
     y0, y1, y2 = inliers[best - 1 : best + 2]
     denom = y0 - 2 * y1 + y2
     if denom < 0:

@@ -93,8 +93,10 @@ def model_name(warp: Warp) -> str:
         warp: A warp.
 
     Returns:
-        ``vision-orb``, ``vision-xfeat`` or ``gps``.
+        ``vision-orb``, ``vision-xfeat``, ``vision-sequence`` or ``gps``.
     """
     if warp.metrics.get("model") == "gps":
         return "gps"
+    if warp.metrics.get("model") == "sequence":
+        return "vision-sequence"
     return f"vision-{warp.meta.get('features', 'orb')}"

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from mtbsync.align.path import KeyframePath, monotone_path
+from mtbsync.align.warp import Warp
+from mtbsync.config import WarpGates
 from mtbsync.match.sequence import enhanced_similarity, sequence_scores
 
 # Sequence evidence a cell needs to count for the path (the evidence of unrelated cells has a spread
@@ -92,3 +94,73 @@ def align_by_sequence(
         and path.score > 0
     )
     return SequenceAlignment(path, evidence, null_scores, bool(significant))
+
+
+# Confidence of a warp resting on image sequences alone: markers placed through it ask for review.
+SEQUENCE_CONFIDENCE = 0.45
+
+
+def sequence_warp(
+    ref_times: np.ndarray,
+    ref_thumbnails: np.ndarray,
+    new_times: np.ndarray,
+    new_thumbnails: np.ndarray,
+    vision: Warp,
+    *,
+    gates: WarpGates,
+    new_duration: float,
+    ref_duration: float,
+    max_step: int,
+) -> Warp | None:
+    """A warp from the significant sequence path, when keypoints verified too little; else None.
+
+    The warp passes the same gates as a keypoint warp (coverage, residuals, points; every path
+    point counts as verified, its significance standing for the geometry), its confidence is at
+    most `SEQUENCE_CONFIDENCE`, ``metrics["model"]`` is ``sequence`` and ``metrics["sequence"]``
+    holds the path score against the nulls.
+
+    Args:
+        ref_times, ref_thumbnails: The reference's keyframe times and thumbnails.
+        new_times, new_thumbnails: The new run's.
+        vision: The keypoint warp that did not pass (its reason is kept in the metrics).
+        gates: Quality gates.
+        new_duration, ref_duration: The runs' lengths (s).
+        max_step: Most reference keyframes per new keyframe.
+    """
+    from mtbsync.align.fit import fit_warp
+
+    found = align_by_sequence(new_thumbnails, ref_thumbnails, max_step=max_step)
+    summary = {
+        "points": len(found.path),
+        "score": round(float(found.path.score), 2),
+        "best_null": round(float(found.null_scores.max()), 2) if found.null_scores.size else None,
+        "significant": found.significant,
+    }
+    vision.metrics["sequence"] = summary
+    if not found.significant:
+        return None
+    t_new = np.asarray(new_times)[found.path.new_idx]
+    t_ref = np.asarray(ref_times)[found.path.ref_idx]
+    strength = found.evidence[found.path.new_idx, found.path.ref_idx]
+    step = float(np.median(np.diff(new_times))) if len(new_times) > 1 else 0.0
+    warp = fit_warp(
+        t_new,
+        t_ref,
+        np.clip(40.0 * strength, 1.0, None),
+        np.ones(t_new.size, bool),
+        gates=gates,
+        new_duration=new_duration,
+        ref_duration=ref_duration,
+        path_points=len(found.path),
+        extend_s=0.5 * step,
+    )
+    if not warp.ok:
+        return None
+    warp.confidence = np.minimum(warp.confidence, SEQUENCE_CONFIDENCE)
+    warp.metrics.update(model="sequence", sequence=summary, vision_reason=vision.reason)
+    warp.meta = dict(vision.meta)
+    warp.reason = (
+        "aligned by image sequences alone (keypoints verified too little: "
+        f"{vision.reason or 'no consistent path'}); every marker needs review"
+    )
+    return warp

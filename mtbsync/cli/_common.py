@@ -225,12 +225,17 @@ def alignment_table(warp: Any) -> Table:
     meta = getattr(warp, "meta", None) or {}
     model = meta.get("model")
     if model:
-        names = {"vision-orb": "vision (ORB)", "vision-xfeat": "vision (learned features, XFeat)"}
+        names = {
+            "vision-orb": "vision (ORB)",
+            "vision-xfeat": "vision (learned features, XFeat)",
+            "vision-sequence": "vision (image sequences alone: check every marker)",
+            "gps": "GPS alone (position along the trail: check every marker)",
+        }
         table.add_row("model", escape(names.get(model, model)))
     features = metrics.get("features")
     if features:
         table.add_row("", f"[dim]{escape(str(features.get('why', '')))}[/]")
-    if model == "gps":
+    if model in ("gps", "vision-sequence"):
         table.add_row("", f"[yellow]{escape(str(meta.get('model_reason', '')))}[/]")
     dense = metrics.get("dense")
     if dense:

@@ -116,10 +116,15 @@ def plan_refinement(
     """
     ref_times_arr = np.asarray(ref_times, np.float64)
     predicted = warp.to_new(ref_times_arr) if len(ref_times_arr) else np.zeros(0)
+    beyond = warp.ok and not warp.is_empty and bool(np.any(~np.isfinite(predicted)))
+    if not beyond and not any(np.isfinite(predicted)):
+        return RefinementPlan(ref_times_arr, predicted, [])
+    ref_info, new_info = probe(reference), probe(new)
+    if beyond:
+        predicted = _beyond_the_ends(warp, ref_times_arr, predicted, config, new_info.duration)
     todo = [k for k in range(len(ref_times_arr)) if np.isfinite(predicted[k]) and warp.ok]
     if not todo:
         return RefinementPlan(ref_times_arr, predicted, todo)
-    ref_info, new_info = probe(reference), probe(new)
     ref_frame_s, new_frame_s = ref_info.frame_duration, new_info.frame_duration
     long_side = min(config.features.feature_side, config.decode.max_side)
     # The features the runs were aligned with: where ORB could not align them, it cannot time them.
@@ -146,6 +151,40 @@ def plan_refinement(
         min_peak=min_peak,
         reproj_px=config.match.ransac_reproj_px * long_side / 640.0,
     )
+
+
+def _beyond_the_ends(
+    warp: Warp, ref_times: np.ndarray, predicted: np.ndarray, config: SyncConfig, new_duration: float
+) -> np.ndarray:
+    """Estimates for reference times just past the covered part, so they can be looked for at full rate.
+
+    The covered part ends at the last matched keyframe (plus half a step): a marker the new run
+    passes in the last fraction of a keyframe step would be left unplaced. Within one keyframe step
+    of either end (and inside the new video) the end's own pace carries the warp on; only a place
+    actually found at full rate is placed there.
+    """
+    step = 1.0 / float(warp.meta.get("keyframe_fps") or config.decode.sample_fps)
+    (new_lo, new_hi), (ref_lo, ref_hi) = warp.new_range, warp.ref_range
+    n = warp.t_new.size
+    head_slope = (warp.t_ref[min(2, n - 1)] - warp.t_ref[0]) / max(
+        warp.t_new[min(2, n - 1)] - warp.t_new[0], 1e-9
+    )
+    tail_slope = (warp.t_ref[-1] - warp.t_ref[max(n - 3, 0)]) / max(
+        warp.t_new[-1] - warp.t_new[max(n - 3, 0)], 1e-9
+    )
+    out = predicted.copy()
+    for k, tau in enumerate(ref_times):
+        if np.isfinite(out[k]):
+            continue
+        if ref_hi < tau <= ref_hi + step and tail_slope > 0.2:
+            guess = new_hi + (tau - ref_hi) / tail_slope
+        elif ref_lo - step <= tau < ref_lo and head_slope > 0.2:
+            guess = new_lo - (ref_lo - tau) / head_slope
+        else:
+            continue
+        if 0.0 <= guess <= new_duration:
+            out[k] = guess
+    return out
 
 
 def refine_markers(
@@ -195,6 +234,7 @@ def refine_markers(
         pairs,
         config.match,
         reproj_px=plan.reproj_px,
+        epipoles=True,
     )
     spans = np.cumsum([0] + [len(w) for _, _, w in plan_pairs])
     # The zoom between the cameras at the same place (another lens, another mount) is read at
@@ -216,6 +256,7 @@ def refine_markers(
             geometry.log_zoom[a:b],
             zoom_bias=bias,
             min_inliers=plan.min_peak,
+            epipoles=None if geometry.epipole is None else geometry.epipole[a:b],
         )
         guess = predicted[k]
         if np.isfinite(timing.t_new) and abs(timing.t_new - guess) <= windows[k] - new_frame_s:

@@ -47,10 +47,17 @@ def geometry_of_matches(
     query_xy: np.ndarray, train_xy: np.ndarray, reproj_px: float, seed: int = 0
 ) -> tuple[int, float]:
     """Fundamental-matrix (MAGSAC++) inliers among matched points, and the zoom between the views."""
+    inliers, zoom, _ = _fundamental(query_xy, train_xy, reproj_px, seed)
+    return inliers, zoom
+
+
+def _fundamental(
+    query_xy: np.ndarray, train_xy: np.ndarray, reproj_px: float, seed: int
+) -> tuple[int, float, np.ndarray | None]:
     if len(query_xy) < _MIN_MATCHES_FOR_GEOMETRY:
-        return 0, math.nan
+        return 0, math.nan, None
     cv2.setRNGSeed(seed)
-    _, mask = cv2.findFundamentalMat(
+    fundamental, mask = cv2.findFundamentalMat(
         query_xy.astype(np.float32),
         train_xy.astype(np.float32),
         cv2.USAC_MAGSAC,
@@ -58,13 +65,50 @@ def geometry_of_matches(
         0.999,
         _MAGSAC_ITERATIONS,
     )
-    if mask is None:
-        return 0, math.nan
+    if mask is None or fundamental is None or fundamental.shape != (3, 3):
+        return 0, math.nan, None
     inlier = mask.ravel().astype(bool)
     n_inliers = int(inlier.sum())
     if n_inliers < 8:
-        return n_inliers, math.nan
-    return n_inliers, log_zoom_between(query_xy[inlier], train_xy[inlier])
+        return n_inliers, math.nan, None
+    return n_inliers, log_zoom_between(query_xy[inlier], train_xy[inlier]), fundamental
+
+
+def epipole_vector(fundamental: np.ndarray | None, centre: tuple[float, float, float]) -> np.ndarray:
+    """The query image's epipole about the image centre, scaled and normalised (sign arbitrary).
+
+    The epipole is where the other camera's centre projects. Its homogeneous scale component,
+    relative to its distance from the centre, is the other camera's offset along the view direction
+    over its offset across it: it passes through zero where the two cameras stand level along the
+    trail, whatever their lenses, heights or pitch (unlike the inlier peak, which a narrower lens
+    moves to where it sees the same field, behind the place).
+
+    Args:
+        fundamental: F with ``train^T F query = 0``, or None.
+        centre: (cx, cy, half width) of the image.
+
+    Returns:
+        (3,) unit vector (x - cx, y - cy, half width * w), NaN without F.
+    """
+    if fundamental is None:
+        return np.full(3, np.nan)
+    _, _, vt = np.linalg.svd(fundamental)
+    e = vt[-1]
+    cx, cy, scale = centre
+    vector = np.array([e[0] - cx * e[2], e[1] - cy * e[2], scale * e[2]])
+    norm = float(np.linalg.norm(vector))
+    return vector / norm if norm > 0 else np.full(3, np.nan)
+
+
+def epipole_of_matches(
+    query_xy: np.ndarray,
+    train_xy: np.ndarray,
+    centre: tuple[float, float, float],
+    reproj_px: float,
+    seed: int = 0,
+) -> np.ndarray:
+    """`epipole_vector` of a fundamental matrix fitted (MAGSAC++) to matched points."""
+    return epipole_vector(_fundamental(query_xy, train_xy, reproj_px, seed)[2], centre)
 
 
 def verify_learned_block_pairs(
@@ -91,23 +135,37 @@ def verify_learned_block_pairs(
         empty = np.zeros(0)
         return PairGeometry(empty.astype(np.int32), empty.astype(np.int32), empty)
 
-    def work(k: int) -> tuple[int, int, float]:
+    lo, hi = (
+        (query_kp[:, :2].min(axis=0), query_kp[:, :2].max(axis=0)) if len(query_kp) else ((0, 0), (640, 360))
+    )
+    centre = (
+        float(0.5 * (lo[0] + hi[0])),
+        float(0.5 * (lo[1] + hi[1])),
+        float(max(0.5 * (hi[0] - lo[0]), 1.0)),
+    )
+
+    def work(k: int) -> tuple[int, int, float, np.ndarray]:
         q, t = int(pairs[k, 0]), int(pairs[k, 1])
         q_lo, q_hi = query_offsets[q], query_offsets[q + 1]
         t_lo, t_hi = train_offsets[t], train_offsets[t + 1]
         qi, ti = mutual_matches(query_desc[q_lo:q_hi], train_desc[t_lo:t_hi])
-        inliers, zoom = geometry_of_matches(
+        inliers, zoom, fundamental = _fundamental(
             query_kp[q_lo:q_hi][qi, :2], train_kp[t_lo:t_hi][ti, :2], reproj_px, seed=k
         )
-        return len(qi), inliers, zoom
+        return len(qi), inliers, zoom, epipole_vector(fundamental, centre)
 
     if threads > 1 and len(pairs) > 8:
         with ThreadPoolExecutor(max_workers=threads) as pool:
             results = list(pool.map(work, range(len(pairs)), chunksize=8))
     else:
         results = [work(k) for k in range(len(pairs))]
-    matches, inliers, zoom = zip(*results, strict=True)
-    return PairGeometry(np.array(matches, np.int32), np.array(inliers, np.int32), np.array(zoom, np.float64))
+    matches, inliers, zoom, epipole = zip(*results, strict=True)
+    return PairGeometry(
+        np.array(matches, np.int32),
+        np.array(inliers, np.int32),
+        np.array(zoom, np.float64),
+        np.stack(epipole),
+    )
 
 
 def coarse_match_counts(

@@ -38,11 +38,16 @@ class PairGeometry:
         matches: Ratio-test matches.
         inliers: RANSAC homography inliers.
         log_zoom: Median log distance ratio train/query over inliers (NaN when not measurable).
+        epipole: (P, 3) where the train camera's centre projects in the query image, as a unit
+            vector (x - cx, y - cy, scale) in homogeneous image coordinates about the image centre
+            (sign arbitrary; NaN rows when not computed). Its last component crosses zero when the
+            two cameras stand at the same place along the direction of view.
     """
 
     matches: np.ndarray
     inliers: np.ndarray
     log_zoom: np.ndarray
+    epipole: np.ndarray | None = None
 
 
 def log_zoom_between(query_xy: np.ndarray, train_xy: np.ndarray, seed: int = 0) -> float:
@@ -127,13 +132,15 @@ def verify_block_pairs(
     *,
     reproj_px: float,
     threads: int = 2,
+    epipoles: bool = False,
 ) -> PairGeometry:
     """Verify (query block, train block) pairs of stacked per-frame features.
 
     All descriptor matching happens in one batched kernel call (parallel inside); the RANSAC fits,
     which release the GIL, run in a small thread pool. Learned (float) descriptors go to
     `mtbsync.match.learned` (mutual nearest neighbours, fundamental matrix), ``reproj_px`` scaled
-    from ORB's threshold to theirs.
+    from ORB's threshold to theirs. With ``epipoles``, each pair's epipole is measured too (a
+    fundamental matrix on the matches; learned features have it anyway).
     """
     if is_learned(query_desc):
         from mtbsync.match.learned import verify_learned_block_pairs
@@ -151,6 +158,9 @@ def verify_block_pairs(
             reproj_px=learned_px,
             threads=threads,
         )
+    if epipoles:
+        from mtbsync.match.learned import epipole_of_matches
+
     pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
     if len(pairs) == 0:
         empty = np.zeros(0)
@@ -159,20 +169,44 @@ def verify_block_pairs(
         query_desc, query_offsets, train_desc, train_offsets, pairs, device=config.device
     )
 
-    def work(k: int) -> tuple[int, int, float]:
+    centre = _image_centre(query_kp)
+
+    def work(k: int) -> tuple[int, int, float, np.ndarray]:
         q, t = int(pairs[k, 0]), int(pairs[k, 1])
         qi, ti = _ratio_matches(knns[k], config)
         q_kp = query_kp[query_offsets[q] : query_offsets[q + 1]]
         t_kp = train_kp[train_offsets[t] : train_offsets[t + 1]]
-        return _geometry_from_matches(q_kp, t_kp, qi, ti, reproj_px)
+        geometry = _geometry_from_matches(q_kp, t_kp, qi, ti, reproj_px)
+        epipole = (
+            epipole_of_matches(q_kp[qi, :2], t_kp[ti, :2], centre, 0.5 * reproj_px, seed=k)
+            if epipoles
+            else _NO_EPIPOLE
+        )
+        return (*geometry, epipole)
 
     if threads > 1 and len(pairs) > 8:
         with ThreadPoolExecutor(max_workers=threads) as pool:
             results = list(pool.map(work, range(len(pairs)), chunksize=16))
     else:
         results = [work(k) for k in range(len(pairs))]
-    matches, inliers, zoom = zip(*results, strict=True)
-    return PairGeometry(np.array(matches, np.int32), np.array(inliers, np.int32), np.array(zoom, np.float64))
+    matches, inliers, zoom, epipole = zip(*results, strict=True)
+    return PairGeometry(
+        np.array(matches, np.int32),
+        np.array(inliers, np.int32),
+        np.array(zoom, np.float64),
+        np.stack(epipole) if epipoles else None,
+    )
+
+
+_NO_EPIPOLE = np.full(3, np.nan)
+
+
+def _image_centre(keypoints: np.ndarray) -> tuple[float, float, float]:
+    """(cx, cy, half width) of the feature images, from where their keypoints lie."""
+    if len(keypoints) == 0:
+        return 320.0, 180.0, 320.0
+    lo, hi = keypoints[:, :2].min(axis=0), keypoints[:, :2].max(axis=0)
+    return float(0.5 * (lo[0] + hi[0])), float(0.5 * (lo[1] + hi[1])), float(max(0.5 * (hi[0] - lo[0]), 1.0))
 
 
 def match_counts(
