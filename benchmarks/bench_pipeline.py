@@ -21,8 +21,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 _CHILD = r"""
-import json, resource, sys, time
+import json, os, resource, sys, time
 from pathlib import Path
+if os.environ.get("MTBSYNC_BENCH_CODE"):
+    # Another checkout of mtbsync (e.g. a git worktree of an earlier commit) instead of the install.
+    sys.meta_path = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
+    sys.path.insert(0, os.environ["MTBSYNC_BENCH_CODE"])
 from mtbsync.config import preset
 from mtbsync.markers import read_reference_markers
 from mtbsync.pipeline import build_index, sync
@@ -63,6 +67,11 @@ def main() -> None:
     parser.add_argument("--fps", type=float, default=30.0)
     parser.add_argument("--preset", default="default")
     parser.add_argument("--decode-mode", default="auto", choices=["auto", "full", "keyframes"])
+    parser.add_argument(
+        "--code",
+        type=Path,
+        help="time another checkout of mtbsync (e.g. `git worktree add /tmp/base COMMIT`) on the same pair",
+    )
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
     pair_dir = ROOT / ".bench" / "pipeline" / f"pair_{args.minutes:g}min_{args.size}_{args.fps:g}"
@@ -80,14 +89,18 @@ def main() -> None:
             new_fps=args.fps,
         )
         print(f"generated the pair in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
-    out_dir = pair_dir / f"run_{args.preset}_{args.decode_mode}"
+    out_dir = pair_dir / f"run_{args.preset}_{args.decode_mode}{'_' + args.code.name if args.code else ''}"
     out_dir.mkdir(exist_ok=True)
     proc = subprocess.run(
         [sys.executable, "-c", _CHILD, str(pair_dir), str(out_dir), args.preset, args.decode_mode],
         capture_output=True,
         text=True,
         check=False,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            **({"MTBSYNC_BENCH_CODE": str(args.code.resolve())} if args.code else {}),
+        },
     )
     if proc.returncode != 0:
         print(proc.stderr, file=sys.stderr)

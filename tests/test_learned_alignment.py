@@ -110,3 +110,32 @@ def test_feature_and_dense_options_are_checked(chest_pair, tmp_path: Path) -> No
     assert bad.exit_code == 1 and "--features must be auto, orb or xfeat" in bad.output
     bad = runner.invoke(app, [*args, "--dense-warp", "maybe"])
     assert bad.exit_code == 1 and "--dense-warp must be auto, on or off" in bad.output
+
+
+def test_gps_alone_places_every_marker_for_review_when_vision_cannot(tmp_path: Path) -> None:
+    """A new run filmed almost in the dark: no features verify it. With both runs' GPS on the same
+    trail the runs are aligned by position along the trail, said so, and every marker needs review."""
+    from mtbsync.samples.conditions import Conditions
+    from mtbsync.samples.gps import sample_pair_tracks
+
+    dark = Conditions(name="dark", exposure=0.02, noise_sigma=6.0)
+    pair = make_sample_pair(tmp_path / "pair", seed=13, conditions=dark, **{**PAIR, "duration_s": 12.0})
+    ref_track, new_track = sample_pair_tracks(pair)
+    result = sync(
+        pair.reference,
+        pair.new,
+        tmp_path / "out",
+        SyncConfig(),
+        markers=read_reference_markers(pair.reference_markers_csv),
+        timer=StageTimer(),
+        reference_gps=ref_track,
+        new_gps=new_track,
+    )
+    warp = result.alignment.warp
+    assert warp.ok and warp.meta["model"] == "gps", warp.reason
+    assert "GPS alone" in warp.reason and warp.metrics["accuracy_s"] > 0
+    placed = [m for m in result.markers if m.t_new is not None]
+    assert placed and all(m.needs_review for m in placed)
+    assert all("GPS alone" in m.comment for m in placed)
+    doc = json.loads((tmp_path / "out" / "timewarp.json").read_text())
+    assert doc["meta"]["model"] == "gps" and "vision did not align" in doc["meta"]["model_reason"]
