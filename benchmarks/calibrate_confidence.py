@@ -44,6 +44,7 @@ from mtbsync.markers.confidence import (
     COEFFICIENTS,
     marker_features,
     probability_within_a_frame,
+    review_guards,
 )
 from mtbsync.pipeline import refine_at_reference_times
 from mtbsync.timing import StageTimer
@@ -113,6 +114,10 @@ def collect(split: str) -> list[dict[str, Any]]:
                     "tau": float(tau),
                     "error_frames": abs(t_new - truth) / frame,
                     "features": features,
+                    "frame_ratio": probe(ref).frame_duration / frame,
+                    "guards": review_guards(
+                        timing, new_frame_s=frame, ref_frame_s=probe(ref).frame_duration, speed=speed
+                    ),
                 }
             )
             count += 1
@@ -163,11 +168,19 @@ def report(rows: list[dict[str, Any]], coefficients: dict[str, float], title: st
             )
     brier = float(np.mean((conf - within) ** 2))
     silent = int((far & (conf >= REVIEW)).sum())
+    # The review guards (`review_guards`) send markers to review whatever the model says.
+    guarded = np.array([bool(r.get("guards")) for r in rows])
+    flagged = (conf < REVIEW) | guarded
+    silent_guarded = int((far & ~flagged).sum())
     lines += [
         "",
         f"Brier score {brier:.3f}; within one frame {within.mean():.0%}; flagged for review "
         f"(< {REVIEW}) {(conf < REVIEW).mean():.0%}; more than two frames off and not flagged: "
         f"{silent} of {int(far.sum())}.",
+        f"With the review guards (recorded for {'every' if all('guards' in r for r in rows) else 'no'} "
+        f"marker): flagged {flagged.mean():.0%}, more than two frames off and not flagged: "
+        f"{silent_guarded} of {int(far.sum())}; markers within one frame that were flagged: "
+        f"{int((flagged & within).sum())}.",
     ]
     return "\n".join(lines)
 

@@ -16,7 +16,7 @@ import numpy as np
 from mtbsync.align.fit import pin_warp
 from mtbsync.align.pairs import AlignmentPair
 from mtbsync.align.warp import Warp
-from mtbsync.markers.confidence import marker_confidence
+from mtbsync.markers.confidence import GUARD_CAP, marker_confidence, review_guards
 from mtbsync.markers.model import TransferredMarker
 from mtbsync.markers.refine import MarkerRefinement
 
@@ -100,6 +100,12 @@ def timed_confidence(
     notes = []
     if timing.stop:
         notes.append("the new run stops at this place: timed at its arrival")
+    guards = review_guards(
+        timing, new_frame_s=refinement.new_frame_s, ref_frame_s=refinement.ref_frame_s, speed=speed
+    )
+    if guards:
+        confidence = min(confidence, GUARD_CAP)
+        notes.extend(guards)
     if confidence < review_threshold:
         notes.append(f"low confidence ({confidence:.2f} < {review_threshold:.2f})")
     comment = marker.comment.split(" | low confidence")[0]

@@ -48,6 +48,7 @@ class MarkerRefinement:
         timings: Each one's `MomentTiming` (how many frames agreed, how well), None where not tried.
         learned: Whether learned features timed them.
         new_frame_s: One frame of the new run (s).
+        ref_frame_s: One frame of the reference (s).
     """
 
     t_ref: np.ndarray
@@ -56,6 +57,7 @@ class MarkerRefinement:
     timings: list[Any] = field(default_factory=list)
     learned: bool = False
     new_frame_s: float = 1 / 30
+    ref_frame_s: float = 1 / 30
 
 
 @dataclass(frozen=True)
@@ -268,6 +270,12 @@ def refine_markers(
         methods[k] = timings[k].method
     figures["refined"] = int(np.isfinite(result_t).sum())
     refinement = MarkerRefinement(
-        ref_times_arr, result_t, methods, timings, learned=kind != "orb", new_frame_s=new_frame_s
+        ref_times_arr,
+        result_t,
+        methods,
+        timings,
+        learned=kind != "orb",
+        new_frame_s=new_frame_s,
+        ref_frame_s=plan.ref_frame_s,
     )
     return refinement, figures

@@ -57,14 +57,17 @@ def _fundamental(
     if len(query_xy) < _MIN_MATCHES_FOR_GEOMETRY:
         return 0, math.nan, None
     cv2.setRNGSeed(seed)
-    fundamental, mask = cv2.findFundamentalMat(
-        query_xy.astype(np.float32),
-        train_xy.astype(np.float32),
-        cv2.USAC_MAGSAC,
-        reproj_px,
-        0.999,
-        _MAGSAC_ITERATIONS,
-    )
+    try:
+        fundamental, mask = cv2.findFundamentalMat(
+            query_xy.astype(np.float32),
+            train_xy.astype(np.float32),
+            cv2.USAC_MAGSAC,
+            reproj_px,
+            0.999,
+            _MAGSAC_ITERATIONS,
+        )
+    except cv2.error:  # degenerate matches (all on a line, repeated points): no geometry
+        return 0, math.nan, None
     if mask is None or fundamental is None or fundamental.shape != (3, 3):
         return 0, math.nan, None
     inlier = mask.ravel().astype(bool)

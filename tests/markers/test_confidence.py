@@ -9,7 +9,12 @@ import pytest
 
 from mtbsync.align.refine import MomentTiming, time_moment
 from mtbsync.align.warp import Warp
-from mtbsync.markers.confidence import marker_confidence, marker_features, probability_within_a_frame
+from mtbsync.markers.confidence import (
+    marker_confidence,
+    marker_features,
+    probability_within_a_frame,
+    review_guards,
+)
 
 FRAME = 1 / 30
 
@@ -43,7 +48,6 @@ def test_agreeing_frames_give_a_high_probability() -> None:
         {"located": 2, "spread_s": math.nan},
         {"stop": True},
         {"shift_s": 6 * FRAME},
-        {"peak_inliers": 15},
     ],
 )
 def test_weaker_evidence_lowers_it(weaker: dict) -> None:
@@ -93,3 +97,14 @@ def test_a_stop_at_the_place_takes_the_arrival_not_the_middle_of_the_stop() -> N
 def test_nothing_located_is_not_placed() -> None:
     result = time_moment([], 10.0, _steady_warp(), new_frame_s=FRAME)
     assert math.isnan(result.t_new) and result.located == 0
+
+
+def test_review_guards_catch_what_the_model_may_miss() -> None:
+    assert review_guards(timing(), new_frame_s=FRAME, ref_frame_s=FRAME, speed=1.0) == []
+    assert "slow pass" in review_guards(timing(), new_frame_s=FRAME, ref_frame_s=FRAME, speed=0.2)[0]
+    moved = review_guards(timing(shift_s=6 * FRAME), new_frame_s=FRAME, ref_frame_s=FRAME, speed=1.0)
+    assert "moved it 6.0 frames" in moved[0]
+    # 0.7 frames of disagreement is fine at equal rates, not when the new run has twice the rate.
+    loose = timing(spread_s=0.7 * FRAME / 2)
+    assert review_guards(loose, new_frame_s=FRAME / 2, ref_frame_s=FRAME / 2, speed=1.0) == []
+    assert review_guards(loose, new_frame_s=FRAME / 2, ref_frame_s=FRAME, speed=1.0)
