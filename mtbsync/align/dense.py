@@ -33,6 +33,8 @@ from mtbsync.match.verify import verify_block_pairs
 # fall off on both sides of the peak.
 DENSE_MIN_HALF_WINDOW_S = 0.25
 DENSE_MAX_HALF_WINDOW_S = 0.6
+# Zoom between the cameras at the same place (log) from which they count as different cameras.
+DENSE_EPIPOLE_MIN_ZOOM_BIAS = 0.03
 
 
 @dataclass(frozen=True)
@@ -106,9 +108,7 @@ def locate_keyframes(
     if not plan:
         return DensePoints(new_times, located, peaks, 0.0)
     pairs = np.array([(k, int(r)) for k, window in plan for r in window], np.int64)
-    geometry = verify_block_pairs(
-        *new_features, *ref_features, pairs, config, reproj_px=reproj_px, epipoles=True
-    )
+    geometry = verify_block_pairs(*new_features, *ref_features, pairs, config, reproj_px=reproj_px)
     spans = np.cumsum([0] + [len(w) for _, w in plan])
     # Zoom of the reference frame relative to the new keyframe grows as the reference passes the
     # place; `locate_in_window` expects it falling, as when new frames pass a reference frame.
@@ -120,6 +120,14 @@ def locate_keyframes(
         ],
         min_inliers=min_inliers,
     )
+    epipoles = None
+    if abs(bias) >= DENSE_EPIPOLE_MIN_ZOOM_BIAS:
+        # Another lens or mount: locate by the epipole crossing (see `locate_in_window`).
+        if geometry.epipole is None:
+            geometry = verify_block_pairs(
+                *new_features, *ref_features, pairs, config, reproj_px=reproj_px, epipoles=True
+            )
+        epipoles = geometry.epipole
     for (k, window), a, b in zip(plan, spans[:-1], spans[1:], strict=True):
         timing = locate_in_window(
             ref_times[window],
@@ -127,7 +135,7 @@ def locate_keyframes(
             zooms[a:b],
             zoom_bias=bias,
             min_inliers=min_inliers,
-            epipoles=None if geometry.epipole is None else geometry.epipole[a:b],
+            epipoles=None if epipoles is None else epipoles[a:b],
         )
         peaks[k] = timing.peak_inliers
         if math.isfinite(timing.t_new) and abs(timing.t_new - predicted[k]) <= half_window:

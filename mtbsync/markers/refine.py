@@ -29,6 +29,9 @@ from mtbsync.match.verify import verify_block_pairs
 # Reference frames on each side of a marker that are located in the new run; their timings are
 # combined by a line fit, which averages out the error of single frames.
 REFINE_REF_FRAMES = 2
+# The cameras differ (zoom between them at the same place, log units) from this level on: the
+# epipole locator replaces the inlier peak, which another lens shifts. One camera gives about 0.
+EPIPOLE_MIN_ZOOM_BIAS = 0.03
 # More keypoints than keyframes get: frames compared at full rate are near-identical views, and the
 # extra points sharpen the inlier peak and the zoom estimate.
 REFINE_FEATURES = 1200
@@ -230,14 +233,8 @@ def refine_markers(
         in_window = np.nonzero(np.abs(new_t - predicted[k]) <= windows[k] + 0.5 * new_frame_s)[0]
         plan_pairs.extend((k, int(r), in_window) for r in bracket)
     pairs = np.array([(n, r) for _, r, window_frames in plan_pairs for n in window_frames], np.int64)
-    geometry = verify_block_pairs(
-        *stack_features(new_feats, kind),
-        *stack_features(ref_feats, kind),
-        pairs,
-        config.match,
-        reproj_px=plan.reproj_px,
-        epipoles=True,
-    )
+    stacked = (*stack_features(new_feats, kind), *stack_features(ref_feats, kind))
+    geometry = verify_block_pairs(*stacked, pairs, config.match, reproj_px=plan.reproj_px)
     spans = np.cumsum([0] + [len(w) for _, _, w in plan_pairs])
     # The zoom between the cameras at the same place (another lens, another mount) is read at
     # each window's inlier peak, where the two views are closest; their median is the level the
@@ -250,6 +247,16 @@ def refine_markers(
         min_inliers=plan.min_peak,
     )
     figures["zoom_bias"] = bias
+    epipoles = None
+    if abs(bias) >= EPIPOLE_MIN_ZOOM_BIAS:
+        # Another lens or mount: inlier peaks and zoom levels move, so places are located by where
+        # the epipole crosses the view plane (learned features measured it already).
+        if geometry.epipole is None:
+            geometry = verify_block_pairs(
+                *stacked, pairs, config.match, reproj_px=plan.reproj_px, epipoles=True
+            )
+        epipoles = geometry.epipole
+    figures["epipoles"] = epipoles is not None
     located: dict[int, list[tuple[float, float, int, str]]] = {k: [] for k in todo}
     for (k, r, in_window), a, b in zip(plan_pairs, spans[:-1], spans[1:], strict=True):
         timing = locate_in_window(
@@ -258,7 +265,7 @@ def refine_markers(
             geometry.log_zoom[a:b],
             zoom_bias=bias,
             min_inliers=plan.min_peak,
-            epipoles=None if geometry.epipole is None else geometry.epipole[a:b],
+            epipoles=None if epipoles is None else epipoles[a:b],
         )
         guess = predicted[k]
         if np.isfinite(timing.t_new) and abs(timing.t_new - guess) <= windows[k] - new_frame_s:
