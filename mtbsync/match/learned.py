@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from mtbsync.config import MatchConfig
-from mtbsync.match.verify import PairGeometry, log_zoom_between
+from mtbsync.match.verify import PairGeometry, image_centre, log_zoom_between
 
 # Cosine similarity a mutual nearest neighbour needs to count as a match (XFeat's own default).
 MIN_COSINE = 0.82
@@ -138,14 +138,7 @@ def verify_learned_block_pairs(
         empty = np.zeros(0)
         return PairGeometry(empty.astype(np.int32), empty.astype(np.int32), empty)
 
-    lo, hi = (
-        (query_kp[:, :2].min(axis=0), query_kp[:, :2].max(axis=0)) if len(query_kp) else ((0, 0), (640, 360))
-    )
-    centre = (
-        float(0.5 * (lo[0] + hi[0])),
-        float(0.5 * (lo[1] + hi[1])),
-        float(max(0.5 * (hi[0] - lo[0]), 1.0)),
-    )
+    centre = image_centre(query_kp)
 
     def work(k: int) -> tuple[int, int, float, np.ndarray]:
         q, t = int(pairs[k, 0]), int(pairs[k, 1])

@@ -169,7 +169,7 @@ def verify_block_pairs(
         query_desc, query_offsets, train_desc, train_offsets, pairs, device=config.device
     )
 
-    centre = _image_centre(query_kp)
+    centre = image_centre(query_kp)
 
     def work(k: int) -> tuple[int, int, float, np.ndarray]:
         q, t = int(pairs[k, 0]), int(pairs[k, 1])
@@ -201,8 +201,9 @@ def verify_block_pairs(
 _NO_EPIPOLE = np.full(3, np.nan)
 
 
-def _image_centre(keypoints: np.ndarray) -> tuple[float, float, float]:
-    """(cx, cy, half width) of the feature images, from where their keypoints lie."""
+def image_centre(keypoints: np.ndarray) -> tuple[float, float, float]:
+    """(cx, cy, half width) of the feature images, from where their keypoints lie (the epipoles'
+    origin and scale; the images themselves are not at hand in verification)."""
     if len(keypoints) == 0:
         return 320.0, 180.0, 320.0
     lo, hi = keypoints[:, :2].min(axis=0), keypoints[:, :2].max(axis=0)
