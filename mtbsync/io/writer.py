@@ -169,12 +169,16 @@ def upscale_i420(bgr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     small = cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420)
     out = np.empty((height * 3 // 2, width), np.uint8)
     out[:height] = cv2.resize(small[:h], size, interpolation=cv2.INTER_LINEAR)
-    # OpenCV's I420 stores each chroma plane (h/2 x w/2) as h/4 rows of width w.
+    # I420 stores each chroma plane (h/2 x w/2) right after the luma, one after the other; OpenCV
+    # shows the buffer as rows of width w, so the planes are read and written as flat runs (a
+    # height that is not a multiple of 4 splits a row between them).
     chroma = (width // 2, height // 2)
-    u = small[h : h + h // 4].reshape(h // 2, w // 2)
-    v = small[h + h // 4 :].reshape(h // 2, w // 2)
-    out[height : height + height // 4] = cv2.resize(u, chroma, interpolation=cv2.INTER_LINEAR).reshape(
-        -1, width
-    )
-    out[height + height // 4 :] = cv2.resize(v, chroma, interpolation=cv2.INTER_LINEAR).reshape(-1, width)
+    small_flat = small[h:].reshape(-1)
+    n_small = (h // 2) * (w // 2)
+    u = small_flat[:n_small].reshape(h // 2, w // 2)
+    v = small_flat[n_small : 2 * n_small].reshape(h // 2, w // 2)
+    out_flat = out[height:].reshape(-1)
+    n_out = chroma[0] * chroma[1]
+    out_flat[:n_out] = cv2.resize(u, chroma, interpolation=cv2.INTER_LINEAR).reshape(-1)
+    out_flat[n_out : 2 * n_out] = cv2.resize(v, chroma, interpolation=cv2.INTER_LINEAR).reshape(-1)
     return out
