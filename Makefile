@@ -44,6 +44,8 @@ bench: setup
 	$(PY) benchmarks/bench_matching.py
 	$(PY) benchmarks/bench_pipeline.py
 	$(PY) benchmarks/accuracy.py --tool ours
+	$(PY) benchmarks/conditions.py --json .bench/conditions/dev.json
+	$(PY) benchmarks/calibrate_confidence.py --collect --fit
 	$(PY) benchmarks/gps_accuracy.py --repeats 3 --sample 30
 	$(PY) benchmarks/bench_telemetry.py
 	$(PY) benchmarks/bench_ingest.py --trials 5
