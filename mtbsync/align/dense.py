@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 
 from mtbsync.align.fit import pin_warp
-from mtbsync.align.refine import locate_in_window, zoom_at_peaks
+from mtbsync.align.refine import locate_windows
 from mtbsync.align.warp import Warp
 from mtbsync.config import DENSE_AUTO_PIXELS, MatchConfig, SyncConfig
+from mtbsync.errors import ConfigError
 from mtbsync.features.extractors import make_extractor
 from mtbsync.features.index import FeatureIndex
 from mtbsync.features.keyframes import stack_features, window_features
@@ -33,8 +34,6 @@ from mtbsync.match.verify import verify_block_pairs
 # fall off on both sides of the peak.
 DENSE_MIN_HALF_WINDOW_S = 0.25
 DENSE_MAX_HALF_WINDOW_S = 0.6
-# Zoom between the cameras at the same place (log) from which they count as different cameras.
-DENSE_EPIPOLE_MIN_ZOOM_BIAS = 0.03
 
 
 @dataclass(frozen=True)
@@ -109,37 +108,21 @@ def locate_keyframes(
         return DensePoints(new_times, located, peaks, 0.0)
     pairs = np.array([(k, int(r)) for k, window in plan for r in window], np.int64)
     geometry = verify_block_pairs(*new_features, *ref_features, pairs, config, reproj_px=reproj_px)
-    spans = np.cumsum([0] + [len(w) for _, w in plan])
-    # Zoom of the reference frame relative to the new keyframe grows as the reference passes the
-    # place; `locate_in_window` expects it falling, as when new frames pass a reference frame.
-    zooms = -geometry.log_zoom
-    bias = zoom_at_peaks(
-        [
-            (ref_times[w], geometry.inliers[a:b], zooms[a:b])
-            for (_, w), a, b in zip(plan, spans[:-1], spans[1:], strict=True)
-        ],
+    # The searched frames are the reference's: their zoom relative to the keyframe grows as they pass.
+    found = locate_windows(
+        [ref_times[w] for _, w in plan],
+        geometry,
         min_inliers=min_inliers,
+        with_epipoles=lambda: verify_block_pairs(
+            *new_features, *ref_features, pairs, config, reproj_px=reproj_px, epipoles=True
+        ),
+        zoom_sign=-1.0,
     )
-    epipoles = None
-    if abs(bias) >= DENSE_EPIPOLE_MIN_ZOOM_BIAS:
-        # Another lens or mount: locate by the epipole crossing (see `locate_in_window`).
-        if geometry.epipole is None:
-            geometry = verify_block_pairs(
-                *new_features, *ref_features, pairs, config, reproj_px=reproj_px, epipoles=True
-            )
-        epipoles = geometry.epipole
-    for (k, window), a, b in zip(plan, spans[:-1], spans[1:], strict=True):
-        timing = locate_in_window(
-            ref_times[window],
-            geometry.inliers[a:b],
-            zooms[a:b],
-            zoom_bias=bias,
-            min_inliers=min_inliers,
-            epipoles=None if epipoles is None else epipoles[a:b],
-        )
+    for (k, _), timing in zip(plan, found.timings, strict=True):
         peaks[k] = timing.peak_inliers
         if math.isfinite(timing.t_new) and abs(timing.t_new - predicted[k]) <= half_window:
             located[k] = timing.t_new
+    bias = found.zoom_bias
     return DensePoints(new_times, located, peaks, float(bias))
 
 
@@ -179,7 +162,12 @@ def plan_dense_warp(
 
     Returns:
         The plan; ``skipped`` says why not when it does not run.
+
+    Raises:
+        ConfigError: ``config.dense`` is not auto, on or off.
     """
+    if config.dense not in ("auto", "on", "off"):
+        raise ConfigError(f"dense must be auto, on or off, not {config.dense!r}")
     if config.dense == "off" or new is None or warp.is_empty:
         return DensePlan(skipped={"ran": False, "why": "off"})
     lo, hi = warp.new_range

@@ -14,7 +14,9 @@ The estimate is depth-independent to first order because both zooms are measured
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -23,6 +25,9 @@ from mtbsync.align.warp import Warp
 # Below this zoom per keyframe interval the reference is (nearly) standing still or the scene is
 # far away: the ratio is then too noisy to use, and the keyframe time is kept.
 _MIN_STEP_ZOOM = 0.01
+# The cameras differ (zoom between them at the same place, log units) from this level on: the
+# epipole locator replaces the inlier peak, which another lens shifts. One camera gives about 0.
+EPIPOLE_MIN_ZOOM_BIAS = 0.03
 # An epipole crossing further than this many frames from the inlier peak is not believed.
 _EPIPOLE_MAX_FROM_PEAK = 8
 # A located frame's neighbours keep at least this share of its inliers (else it sits at a cut).
@@ -387,3 +392,71 @@ def time_moment(
         stop=stop,
         method=max(set(methods), key=methods.count),
     )
+
+
+@dataclass(frozen=True)
+class WindowTimings:
+    """Every window's `FrameTiming`, and how they were found.
+
+    Attributes:
+        timings: One per window, in order.
+        zoom_bias: The zoom between the cameras read at the windows' inlier peaks.
+        epipoles: Whether the epipole locator was used (the cameras differ).
+    """
+
+    timings: list[FrameTiming]
+    zoom_bias: float
+    epipoles: bool
+
+
+def locate_windows(
+    window_times: list[np.ndarray],
+    geometry: Any,
+    *,
+    min_inliers: int,
+    with_epipoles: Callable[[], Any],
+    zoom_sign: float = 1.0,
+) -> WindowTimings:
+    """Locate one frame in each window of frames: the one loop of marker timing and the dense pass.
+
+    The zoom between the cameras is read at the windows' inlier peaks (`zoom_at_peaks`); where it
+    says the cameras differ, the pairs are verified again with their epipoles (``with_epipoles``,
+    unless ``geometry`` has them) and `locate_in_window` uses the epipole crossing.
+
+    Args:
+        window_times: Each window's frame times, in the order of ``geometry``'s pairs.
+        geometry: `mtbsync.match.verify.PairGeometry` of all windows' pairs, concatenated.
+        min_inliers: Fewest inliers at a peak.
+        with_epipoles: Verifies the same pairs again, measuring epipoles.
+        zoom_sign: -1 when the searched frames are the reference's (their zoom grows as they pass
+            the place, where `locate_in_window` expects it falling).
+    """
+    spans = np.cumsum([0] + [len(t) for t in window_times])
+    zooms = zoom_sign * geometry.log_zoom
+    bias = zoom_at_peaks(
+        [
+            (t, geometry.inliers[a:b], zooms[a:b])
+            for t, a, b in zip(window_times, spans[:-1], spans[1:], strict=True)
+        ],
+        min_inliers=min_inliers,
+    )
+    epipoles = None
+    if abs(bias) >= EPIPOLE_MIN_ZOOM_BIAS:
+        # Another lens or mount: inlier peaks and zoom levels move, so places are located by where
+        # the epipole crosses the view plane (learned features measured it already).
+        if geometry.epipole is None:
+            geometry = with_epipoles()
+            zooms = zoom_sign * geometry.log_zoom
+        epipoles = geometry.epipole
+    timings = [
+        locate_in_window(
+            t,
+            geometry.inliers[a:b],
+            zooms[a:b],
+            zoom_bias=bias,
+            min_inliers=min_inliers,
+            epipoles=None if epipoles is None else epipoles[a:b],
+        )
+        for t, a, b in zip(window_times, spans[:-1], spans[1:], strict=True)
+    ]
+    return WindowTimings(timings, float(bias), epipoles is not None)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from mtbsync.align.refine import locate_in_window, time_moment, zoom_at_peaks
+from mtbsync.align.refine import locate_windows, time_moment
 from mtbsync.align.warp import Warp
 from mtbsync.config import SyncConfig
 from mtbsync.features.extractors import Extractor, make_extractor
@@ -29,9 +29,6 @@ from mtbsync.match.verify import verify_block_pairs
 # Reference frames on each side of a marker that are located in the new run; their timings are
 # combined by a line fit, which averages out the error of single frames.
 REFINE_REF_FRAMES = 2
-# The cameras differ (zoom between them at the same place, log units) from this level on: the
-# epipole locator replaces the inlier peak, which another lens shifts. One camera gives about 0.
-EPIPOLE_MIN_ZOOM_BIAS = 0.03
 # More keypoints than keyframes get: frames compared at full rate are near-identical views, and the
 # extra points sharpen the inlier peak and the zoom estimate.
 REFINE_FEATURES = 1200
@@ -235,38 +232,21 @@ def refine_markers(
     pairs = np.array([(n, r) for _, r, window_frames in plan_pairs for n in window_frames], np.int64)
     stacked = (*stack_features(new_feats, kind), *stack_features(ref_feats, kind))
     geometry = verify_block_pairs(*stacked, pairs, config.match, reproj_px=plan.reproj_px)
-    spans = np.cumsum([0] + [len(w) for _, _, w in plan_pairs])
     # The zoom between the cameras at the same place (another lens, another mount) is read at
     # each window's inlier peak, where the two views are closest; their median is the level the
     # zoom crosses when the new run passes a reference frame. The same camera gives about 0.
-    bias = zoom_at_peaks(
-        [
-            (new_t[w], geometry.inliers[a:b], geometry.log_zoom[a:b])
-            for (_, _, w), a, b in zip(plan_pairs, spans[:-1], spans[1:], strict=True)
-        ],
+    found = locate_windows(
+        [new_t[w] for _, _, w in plan_pairs],
+        geometry,
         min_inliers=plan.min_peak,
+        with_epipoles=lambda: verify_block_pairs(
+            *stacked, pairs, config.match, reproj_px=plan.reproj_px, epipoles=True
+        ),
     )
-    figures["zoom_bias"] = bias
-    epipoles = None
-    if abs(bias) >= EPIPOLE_MIN_ZOOM_BIAS:
-        # Another lens or mount: inlier peaks and zoom levels move, so places are located by where
-        # the epipole crosses the view plane (learned features measured it already).
-        if geometry.epipole is None:
-            geometry = verify_block_pairs(
-                *stacked, pairs, config.match, reproj_px=plan.reproj_px, epipoles=True
-            )
-        epipoles = geometry.epipole
-    figures["epipoles"] = epipoles is not None
+    figures["zoom_bias"] = found.zoom_bias
+    figures["epipoles"] = found.epipoles
     located: dict[int, list[tuple[float, float, int, str]]] = {k: [] for k in todo}
-    for (k, r, in_window), a, b in zip(plan_pairs, spans[:-1], spans[1:], strict=True):
-        timing = locate_in_window(
-            new_t[in_window],
-            geometry.inliers[a:b],
-            geometry.log_zoom[a:b],
-            zoom_bias=bias,
-            min_inliers=plan.min_peak,
-            epipoles=None if epipoles is None else epipoles[a:b],
-        )
+    for (k, r, _), timing in zip(plan_pairs, found.timings, strict=True):
         guess = predicted[k]
         if np.isfinite(timing.t_new) and abs(timing.t_new - guess) <= windows[k] - new_frame_s:
             located[k].append((float(ref_t[r]), timing.t_new, timing.peak_inliers, timing.method))
