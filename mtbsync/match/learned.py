@@ -12,19 +12,19 @@ corrected. The zoom between the views is read from the inliers as for ORB (`log_
 from __future__ import annotations
 
 import math
-from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
 
 from mtbsync.config import MatchConfig
-from mtbsync.match.verify import PairGeometry, image_centre, log_zoom_between
+from mtbsync.match.verify import PairGeometry, image_centre, log_zoom_between, map_pairs
 
 # Cosine similarity a mutual nearest neighbour needs to count as a match (XFeat's own default).
 MIN_COSINE = 0.82
 # Keypoints per keyframe used for the all-pairs first look (the strongest by score come first).
 COARSE_KEYPOINTS = 192
 _MIN_MATCHES_FOR_GEOMETRY = 12
+_COARSE_TRAIN_CHUNK = 64
 _MAGSAC_ITERATIONS = 400
 
 
@@ -150,11 +150,7 @@ def verify_learned_block_pairs(
         )
         return len(qi), inliers, zoom, epipole_vector(fundamental, centre)
 
-    if threads > 1 and len(pairs) > 8:
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            results = list(pool.map(work, range(len(pairs)), chunksize=8))
-    else:
-        results = [work(k) for k in range(len(pairs))]
+    results = map_pairs(work, len(pairs), threads=threads, chunksize=8)
     matches, inliers, zoom, epipole = zip(*results, strict=True)
     return PairGeometry(
         np.array(matches, np.int32),
@@ -197,19 +193,19 @@ def coarse_match_counts(
         block = train_desc[train_offsets[t] : train_offsets[t + 1]][:keypoints]
         train[t, : len(block)] = block
         valid[t, : len(block)] = True
-    flat = train.reshape(-1, dim)
     for q in range(n_q):
-        cols = np.arange(n_t) if allowed is None else np.nonzero(allowed[q])[0]
         block = query_desc[query_offsets[q] : query_offsets[q + 1]][:keypoints]
-        if len(block) == 0 or len(cols) == 0:
+        all_cols = np.arange(n_t) if allowed is None else np.nonzero(allowed[q])[0]
+        if len(block) == 0:
             continue
-        sim = (block @ flat.reshape(n_t, keypoints, dim)[cols].reshape(-1, dim).T).reshape(
-            len(block), len(cols), keypoints
-        )
-        sim = np.where(valid[cols][None], sim, -2.0)
-        best_t = sim.argmax(axis=2)  # (nq, cols)
-        best_val = np.take_along_axis(sim, best_t[..., None], axis=2)[..., 0]
-        best_q = sim.argmax(axis=0)  # (cols, keypoints)
-        mutual = best_q[np.arange(len(cols))[None, :], best_t] == np.arange(len(block))[:, None]
-        counts[q, cols] = ((best_val >= MIN_COSINE) & mutual).sum(axis=0)
+        # A bounded slab of train keyframes at a time: memory stays flat however long the runs are.
+        for start in range(0, len(all_cols), _COARSE_TRAIN_CHUNK):
+            cols = all_cols[start : start + _COARSE_TRAIN_CHUNK]
+            sim = np.einsum("qd,ckd->qck", block, train[cols], optimize=True)
+            sim = np.where(valid[cols][None], sim, -2.0)
+            best_t = sim.argmax(axis=2)  # (nq, cols)
+            best_val = np.take_along_axis(sim, best_t[..., None], axis=2)[..., 0]
+            best_q = sim.argmax(axis=0)  # (cols, keypoints)
+            mutual = best_q[np.arange(len(cols))[None, :], best_t] == np.arange(len(block))[:, None]
+            counts[q, cols] = ((best_val >= MIN_COSINE) & mutual).sum(axis=0)
     return counts

@@ -10,8 +10,10 @@ the trail, and by how much (used for sub-keyframe timing in `align.refine`).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -21,6 +23,8 @@ from mtbsync.features.extractors import is_learned
 from mtbsync.features.index import FeatureIndex
 from mtbsync.gpu import Knn2, hamming_knn2_pairs, match_descriptors
 from mtbsync.gpu.backend import ratio_keep
+
+T = TypeVar("T")
 
 _MIN_MATCHES_FOR_RANSAC = 8
 _MIN_POINT_SEPARATION = 12.0  # px; shorter baselines make distance ratios noisy
@@ -184,11 +188,7 @@ def verify_block_pairs(
         )
         return (*geometry, epipole)
 
-    if threads > 1 and len(pairs) > 8:
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            results = list(pool.map(work, range(len(pairs)), chunksize=16))
-    else:
-        results = [work(k) for k in range(len(pairs))]
+    results = map_pairs(work, len(pairs), threads=threads, chunksize=16)
     matches, inliers, zoom, epipole = zip(*results, strict=True)
     return PairGeometry(
         np.array(matches, np.int32),
@@ -199,6 +199,15 @@ def verify_block_pairs(
 
 
 _NO_EPIPOLE = np.full(3, np.nan)
+
+
+def map_pairs(work: Callable[[int], T], count: int, *, threads: int, chunksize: int) -> list[T]:
+    """``work(k)`` for every pair ``k``, in a small thread pool when there are enough pairs (the
+    geometric fits and matrix products release the GIL)."""
+    if threads > 1 and count > 8:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            return list(pool.map(work, range(count), chunksize=chunksize))
+    return [work(k) for k in range(count)]
 
 
 def image_centre(keypoints: np.ndarray) -> tuple[float, float, float]:
