@@ -206,40 +206,37 @@ def _samples() -> Any:
     return samples
 
 
-def _build_trail(out_dir: Path) -> Pair:
-    grid_markers, grid_truth = write_grid(TRAIL / "truth.csv", out_dir)
-    return Pair(
-        name="trail",
-        kind="same",
-        ref=str(TRAIL / "ref.mp4"),
-        new=str(TRAIL / "new.mp4"),
-        ref_markers=str(TRAIL / "ref_markers.csv"),
-        truth_markers=str(TRAIL / "truth_markers.csv"),
-        truth=str(TRAIL / "truth.csv"),
-        grid_markers=str(grid_markers),
-        grid_truth=str(grid_truth),
-        ref_gpx=str(TRAIL / "ref.gpx"),
-        new_gpx=str(TRAIL / "new.gpx"),
-        description="rendered trail ridden twice (0.7-1.4x, 2 s stop, starts later; start_gate unreached)",
-    )
+def _rendered_builder(name: str, folder: Path, description: str) -> Callable[[Path], Pair]:
+    """A rendered pair from ``../shared/data`` (dense truth, GPX, reference markers)."""
+
+    def build(out_dir: Path) -> Pair:
+        grid_markers, grid_truth = write_grid(folder / "truth.csv", out_dir)
+        return Pair(
+            name=name,
+            kind="same",
+            ref=str(folder / "ref.mp4"),
+            new=str(folder / "new.mp4"),
+            ref_markers=str(folder / "ref_markers.csv"),
+            truth_markers=str(folder / "truth_markers.csv"),
+            truth=str(folder / "truth.csv"),
+            grid_markers=str(grid_markers),
+            grid_truth=str(grid_truth),
+            ref_gpx=str(folder / "ref.gpx"),
+            new_gpx=str(folder / "new.gpx"),
+            description=description,
+        )
+
+    return build
 
 
-def _build_trail_mount(out_dir: Path) -> Pair:
-    grid_markers, grid_truth = write_grid(TRAIL_MOUNT / "truth.csv", out_dir)
-    return Pair(
-        name="trail-mount",
-        kind="same",
-        ref=str(TRAIL_MOUNT / "ref.mp4"),
-        new=str(TRAIL_MOUNT / "new.mp4"),
-        ref_markers=str(TRAIL_MOUNT / "ref_markers.csv"),
-        truth_markers=str(TRAIL_MOUNT / "truth_markers.csv"),
-        truth=str(TRAIL_MOUNT / "truth.csv"),
-        grid_markers=str(grid_markers),
-        grid_truth=str(grid_truth),
-        ref_gpx=str(TRAIL_MOUNT / "ref.gpx"),
-        new_gpx=str(TRAIL_MOUNT / "new.gpx"),
-        description="the trail from a chest mount, 108 deg barrel lens, evening light (dead_tree unreached)",
-    )
+_build_trail = _rendered_builder(
+    "trail", TRAIL, "rendered trail ridden twice (0.7-1.4x, 2 s stop, starts later; start_gate unreached)"
+)
+_build_trail_mount = _rendered_builder(
+    "trail-mount",
+    TRAIL_MOUNT,
+    "the trail from a chest mount, 108 deg barrel lens, evening light (dead_tree unreached)",
+)
 
 
 def _gopro_builder(key: str, seed: int) -> Callable[[Path], Pair]:
