@@ -27,6 +27,7 @@ from mtbsync.errors import MediaError, TelemetryError
 from mtbsync.ingest import mp4box
 from mtbsync.ingest.gpmf import GpmfPayload, GpsBlock, gps9_utc, parse_payload
 from mtbsync.ingest.track import FIX_NONE, GpsTrack, make_track
+from mtbsync.io.video import TRUNCATED_INDEX, mp4_index_cut_off
 
 log = logging.getLogger("mtbsync")
 
@@ -46,7 +47,11 @@ class GoProTelemetry:
         hilights_s: HiLight (button press) times in seconds on the recording's timeline.
         camera: Camera name from the telemetry (DVNM, e.g. "HERO11 Black"), None when unknown.
         started_utc: Absolute UTC time of t = 0, None when no fix gave one.
-        problems: One line per problem a rider should know about (no telemetry, no fix, corrupt data).
+        problems: One line per problem a rider should know about (no telemetry, no fix, corrupt data);
+            skipped samples come first, as "GPS: 1 of 11 telemetry samples unreadable, skipped".
+        samples: Telemetry samples (MET payloads) in all chapters, skipped ones included.
+        skipped_samples: Samples whose GPS could not be read (a corrupt payload, an undecodable GPS
+            stream of the track's kind, an implausible size); the rest of the track is kept.
     """
 
     gps: GpsTrack | None
@@ -54,6 +59,8 @@ class GoProTelemetry:
     camera: str | None
     started_utc: datetime | None
     problems: tuple[str, ...]
+    samples: int = 0
+    skipped_samples: int = 0
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,7 @@ class _Chapter:
     duration_s: float
     hilights_s: tuple[float, ...]
     problems: tuple[str, ...]
+    oversized: int = 0  # samples not read at all (an implausible size in the index)
 
 
 def read_gopro_telemetry(chapters: Sequence[Path]) -> GoProTelemetry:
@@ -81,7 +89,8 @@ def read_gopro_telemetry(chapters: Sequence[Path]) -> GoProTelemetry:
 
     Returns:
         The joined telemetry; problems (no telemetry track, corrupt payloads, no fix) are listed in
-        ``problems`` rather than raised, as long as the files are readable videos.
+        ``problems`` rather than raised, as long as the files are readable videos. A sample that
+        cannot be read is skipped and counted (``skipped_samples``); the rest of the track is kept.
 
     Raises:
         MediaError: A chapter is missing, empty, truncated or not a video.
@@ -91,8 +100,10 @@ def read_gopro_telemetry(chapters: Sequence[Path]) -> GoProTelemetry:
     hilights: list[float] = []
     problems: list[str] = []
     offset = 0.0
+    oversized = 0
     for path in chapters:
         chapter = _read_chapter(Path(path))
+        oversized += chapter.oversized
         prefix = f"{Path(path).name}: " if len(chapters) > 1 else ""
         problems.extend(prefix + p for p in chapter.problems)
         parsed = _parse_all(chapter.payloads)  # each payload is parsed once
@@ -103,15 +114,20 @@ def read_gopro_telemetry(chapters: Sequence[Path]) -> GoProTelemetry:
         all_parsed.extend(parsed)
         hilights.extend(t + offset for t in chapter.hilights_s)
         offset += chapter.duration_s
-    telemetry = _telemetry(all_payloads, all_parsed, hilights)
+    telemetry = _telemetry(all_payloads, all_parsed, hilights, oversized=oversized)
     if not chapters:
         problems.append("no video files given")
+    summary = [p for p in telemetry.problems if p.startswith(_SKIPPED_PREFIX)]
+    if summary:
+        log.warning("%s: %s", Path(chapters[0]).name, summary[0])
     return GoProTelemetry(
         telemetry.gps,
         telemetry.hilights_s,
         telemetry.camera,
         telemetry.started_utc,
-        tuple(problems) + telemetry.problems,
+        tuple(summary) + tuple(problems) + tuple(p for p in telemetry.problems if p not in summary),
+        telemetry.samples,
+        telemetry.skipped_samples,
     )
 
 
@@ -143,47 +159,63 @@ def telemetry_from_payloads(
 
 
 def _parse_all(payloads: Sequence[MetPayload]) -> list[GpmfPayload | TelemetryError]:
+    """Parse each payload on its own: one bad sample costs that sample, never the track."""
     out: list[GpmfPayload | TelemetryError] = []
     for payload in payloads:
         try:
             out.append(parse_payload(payload.data))
         except TelemetryError as exc:
             out.append(exc)
+        except Exception as exc:  # a parser bug too must cost this one sample, not the whole track
+            log.warning("GPMF parser failed on a sample (%s: %s)", type(exc).__name__, exc)
+            out.append(TelemetryError(f"internal error {type(exc).__name__}"))
     return out
+
+
+_SKIPPED_PREFIX = "GPS: "
+_DETAIL_LINES = 3  # per-sample problem lines kept; a long damaged track gets a count instead
 
 
 def _telemetry(
     payloads: Sequence[MetPayload],
     parsed_all: Sequence[GpmfPayload | TelemetryError],
     hilights_s: Sequence[float],
+    *,
+    oversized: int = 0,
 ) -> GoProTelemetry:
     problems: list[str] = []
+    details: list[str] = []
     camera: str | None = None
     rows: dict[str, list[tuple[float, GpsBlock, float]]] = {"GPS9": [], "GPS5": []}
     corrupt = 0
+    failed = {"GPS9": 0, "GPS5": 0}  # payloads whose stream of that kind did not decode
     for index, (payload, parsed) in enumerate(zip(payloads, parsed_all, strict=True)):
         if isinstance(parsed, TelemetryError):
-            exc = parsed
             corrupt += 1
-            if corrupt <= 3:
-                problems.append(
-                    f"telemetry sample {index} at {payload.start_s:.1f} s is corrupt ({exc.message})"
-                )
+            where = f"telemetry sample {index} at {payload.start_s:.1f} s"
+            details.append(f"{where} is corrupt ({parsed.message})")
             continue
-        problems.extend(f"telemetry sample {index}: {p}" for p in parsed.problems)
+        details.extend(f"telemetry sample {index}: {p}" for p in parsed.problems)
+        for key in set(parsed.failed_gps) & failed.keys():
+            failed[key] += 1
         if camera is None and parsed.devices:
             camera = parsed.devices[0]
         for block in parsed.gps:
             if len(block):
                 rows[block.kind].append((payload.start_s, block, payload.duration_s))
-    if corrupt > 3:
-        problems.append(f"{corrupt} telemetry samples in all are corrupt")
     kind = "GPS9" if rows["GPS9"] else "GPS5"
+    total = len(payloads) + oversized
+    skipped = corrupt + oversized + failed[kind]
+    if skipped:
+        problems.append(f"{_SKIPPED_PREFIX}{skipped} of {total} telemetry samples unreadable, skipped")
+    problems.extend(details[:_DETAIL_LINES])
+    if len(details) > _DETAIL_LINES:
+        problems.append(f"{len(details) - _DETAIL_LINES} more telemetry sample problems")
     gps, started, gps_problems = _build_track(kind, rows[kind])
     problems.extend(gps_problems)
-    if payloads and gps is None:
+    if payloads and gps is None and skipped < total:
         problems.append("the telemetry has no GPS stream")
-    return GoProTelemetry(gps, tuple(sorted(hilights_s)), camera, started, tuple(problems))
+    return GoProTelemetry(gps, tuple(sorted(hilights_s)), camera, started, tuple(problems), total, skipped)
 
 
 def _build_track(
@@ -317,6 +349,8 @@ def _met_stream_info(path: Path) -> tuple[bool, float]:
         raise MediaError("file not found", path=path)
     if path.stat().st_size == 0:
         raise MediaError("file is empty (0 bytes)", path=path)
+    if mp4_index_cut_off(path):  # FFmpeg would say "no video stream" or "invalid data"
+        raise MediaError(TRUNCATED_INDEX, path=path)
     try:
         container = av.open(str(path), mode="r")
     except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
@@ -364,6 +398,7 @@ def _read_chapter(path: Path) -> _Chapter:
     problems: list[str] = []
     hilights: tuple[float, ...] = ()
     payloads: list[MetPayload] = []
+    oversized = 0
     try:
         index = mp4box.read_index(path)
     except TelemetryError as exc:
@@ -383,6 +418,7 @@ def _read_chapter(path: Path) -> _Chapter:
                 track.offsets, track.sizes, track.starts, track.durations, strict=True
             ):
                 if size > _MAX_PAYLOAD:
+                    oversized += 1
                     problems.append(
                         f"telemetry sample of {int(size)} bytes at {start / track.timescale:.1f} s skipped"
                     )
@@ -399,4 +435,4 @@ def _read_chapter(path: Path) -> _Chapter:
     if duration <= 0 and payloads:
         duration = payloads[-1].start_s + payloads[-1].duration_s
     log.debug("%s: %d telemetry samples, %.1f s", path.name, len(payloads), duration)
-    return _Chapter(tuple(payloads), duration, hilights, tuple(problems))
+    return _Chapter(tuple(payloads), duration, hilights, tuple(problems), oversized)

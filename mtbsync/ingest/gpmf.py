@@ -6,16 +6,18 @@ a list of KLVs (DEVC devices hold STRM streams). Inside a STRM, "sticky" metadat
 UNIT, TSMP, STMP, ...) precedes the data KLV it describes (GPS5, GPS9, ACCL, ...).
 
 Every size is checked against the bytes that remain before anything is read or allocated, so any
-byte string yields parsed data or a `TelemetryError`, never a hang, a crash or a huge allocation.
+byte string yields parsed data or a `TelemetryError`, never a hang, a crash or a huge allocation
+(`benchmarks/fuzz_gpmf.py` checks this; its crashing inputs stay in ``tests/data/gpmf_corpus``).
 Only the streams mtbsync needs are decoded into numbers (the GPS family); other streams are kept
-as raw KLVs with their sample counts.
+as raw KLVs with their sample counts. Decoded positions outside the globe (a damaged value) become
+NaN, so they are stored but never aligned by.
 """
 
 from __future__ import annotations
 
 import re
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
@@ -34,6 +36,8 @@ _NUMPY = {
 }  # fmt: skip
 _FIXED_POINT = {"q": 65536.0, "Q": 4294967296.0}  # Q15.16 and Q31.32
 _MAX_DEPTH = 8  # real files nest 2-3 deep (DEVC > STRM > value); deeper is garbage
+_MAX_ELEMENTS = 255  # a struct is at most 255 bytes (one size byte), so at most 255 elements
+_COUNT_RE = re.compile(r"\[([0-9]{1,4})\]")  # ASCII digits only: str.isdigit() accepts "²"
 _KEY_RE = re.compile(rb"[A-Za-z0-9 _]{4}")
 _KEYS: dict[bytes, str] = {}  # validated keys (the regex is the parser's hottest line otherwise)
 _GPS_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # GPS9 counts days from here (UTC, leap seconds applied)
@@ -102,13 +106,17 @@ class GpmfPayload:
         devices: Device names (DVNM) in order.
         gps: GPS blocks (GPS5 and/or GPS9), in stream order.
         sample_counts: Samples per stream key (e.g. {"ACCL": 200, "GPS5": 18}).
-        problems: One line per stream that could not be decoded (the rest of the payload still is).
+        problems: One line per GPS stream that could not be decoded (the rest of the payload still
+            is) or that held positions out of range.
+        failed_gps: The keys ("GPS5", "GPS9") of the GPS streams that could not be decoded, so a
+            reader can count the payloads whose GPS it lost.
     """
 
     devices: tuple[str, ...]
     gps: tuple[GpsBlock, ...]
     sample_counts: dict[str, int] = field(default_factory=dict)
     problems: tuple[str, ...] = ()
+    failed_gps: tuple[str, ...] = ()
 
 
 def parse_klv(data: bytes, *, depth: int = 0, base: int = 0) -> list[Klv]:
@@ -169,29 +177,36 @@ def parse_klv(data: bytes, *, depth: int = 0, base: int = 0) -> list[Klv]:
     return items
 
 
-def expand_type(type_string: str) -> str:
+def expand_type(type_string: str | None) -> str:
     """Expand a TYPE string with counts ("f[3]L" -> "fffL").
 
     Raises:
-        TelemetryError: Unknown type chars or a malformed count.
+        TelemetryError: No TYPE, unknown type chars, a malformed count, or more elements than a
+            struct can hold.
     """
+    if not type_string:
+        raise TelemetryError("GPMF complex type '?' without a TYPE")
+    shown = type_string[:40]
     out: list[str] = []
+    total = 0
     i = 0
     while i < len(type_string):
         char = type_string[i]
         if char == "\0":
             break
         if char not in _TYPE_SIZES:
-            raise TelemetryError(f"GPMF TYPE {type_string!r} has unknown type {char!r}")
+            raise TelemetryError(f"GPMF TYPE {shown!r} has unknown type {char!r}")
         count = 1
-        if i + 1 < len(type_string) and type_string[i + 1] == "[":
-            close = type_string.find("]", i + 2)
-            if close < 0 or not type_string[i + 2 : close].isdigit():
-                raise TelemetryError(f"GPMF TYPE {type_string!r} has a malformed count")
-            count = int(type_string[i + 2 : close])
-            i = close
-        if count > 4096:
-            raise TelemetryError(f"GPMF TYPE {type_string!r} has an implausible count")
+        if type_string.startswith("[", i + 1):
+            match = _COUNT_RE.match(type_string, i + 1)
+            if match is None:
+                raise TelemetryError(f"GPMF TYPE {shown!r} has a malformed count")
+            count = int(match.group(1))
+            i = match.end() - 1
+        total += count
+        # Checked as it grows: a long TYPE of big counts must not build a huge string first.
+        if total > _MAX_ELEMENTS:
+            raise TelemetryError(f"GPMF TYPE {shown!r} has more than {_MAX_ELEMENTS} elements")
         out.append(char * count)
         i += 1
     return "".join(out)
@@ -205,11 +220,13 @@ def decode_values(klv: Klv, type_string: str | None = None) -> np.ndarray:
         type_string: The stream's TYPE, needed for "?".
 
     Returns:
-        float64 array of shape (repeat, elements per struct).
+        float64 array of shape (repeat, elements per struct); NaN and inf are passed through.
 
     Raises:
-        TelemetryError: The struct size does not fit the type.
+        TelemetryError: The struct size does not fit the type, or a "?" KLV has no usable TYPE.
     """
+    if klv.type == "?" and not type_string:
+        raise TelemetryError(f"GPMF {klv.key} has complex type '?' but its stream has no TYPE")
     types = expand_type(type_string) if klv.type == "?" else None
     if types is None:
         if klv.type not in _NUMPY:
@@ -219,23 +236,26 @@ def decode_values(klv: Klv, type_string: str | None = None) -> np.ndarray:
             raise TelemetryError(f"GPMF {klv.key} struct size {klv.size} does not fit type {klv.type!r}")
         types = klv.type * (klv.size // elem)
     if not types or any(t not in _NUMPY for t in types):
-        raise TelemetryError(f"GPMF {klv.key} type {types!r} is not numeric")
+        raise TelemetryError(f"GPMF {klv.key} type {types[:40]!r} is not numeric")
     if sum(_TYPE_SIZES[t] for t in types) != klv.size:
-        raise TelemetryError(f"GPMF {klv.key} struct size {klv.size} does not match TYPE {types!r}")
-    if len(set(types)) == 1:
-        raw = np.frombuffer(klv.data, dtype=_NUMPY[types[0]]).reshape(klv.repeat, len(types))
-        out = raw.astype(np.float64)
-        if types[0] in _FIXED_POINT:
-            out /= _FIXED_POINT[types[0]]
+        raise TelemetryError(f"GPMF {klv.key} struct size {klv.size} does not match TYPE {types[:40]!r}")
+    # Damaged floats may be signalling NaNs, whose cast sets numpy's "invalid" flag: the value
+    # stays NaN (screened later), and the warning would only be noise.
+    with np.errstate(invalid="ignore", over="ignore"):
+        if len(set(types)) == 1:
+            raw = np.frombuffer(klv.data, dtype=_NUMPY[types[0]]).reshape(klv.repeat, len(types))
+            out = raw.astype(np.float64)
+            if types[0] in _FIXED_POINT:
+                out /= _FIXED_POINT[types[0]]
+            return out
+        dtype = np.dtype([(f"f{i}", _NUMPY[t]) for i, t in enumerate(types)])
+        raw = np.frombuffer(klv.data, dtype=dtype, count=klv.repeat)
+        out = np.empty((klv.repeat, len(types)), dtype=np.float64)
+        for i, t in enumerate(types):
+            out[:, i] = raw[f"f{i}"]
+            if t in _FIXED_POINT:
+                out[:, i] /= _FIXED_POINT[t]
         return out
-    dtype = np.dtype([(f"f{i}", _NUMPY[t]) for i, t in enumerate(types)])
-    raw = np.frombuffer(klv.data, dtype=dtype, count=klv.repeat)
-    out = np.empty((klv.repeat, len(types)), dtype=np.float64)
-    for i, t in enumerate(types):
-        out[:, i] = raw[f"f{i}"]
-        if t in _FIXED_POINT:
-            out[:, i] /= _FIXED_POINT[t]
-    return out
 
 
 def decode_string(klv: Klv) -> str:
@@ -247,7 +267,18 @@ def _scalar(klv: Klv) -> float:
     values = decode_values(klv)
     if values.size == 0:
         raise TelemetryError(f"GPMF {klv.key} is empty")
-    return float(values.flat[0])
+    value = float(values.flat[0])
+    if not np.isfinite(value):
+        raise TelemetryError(f"GPMF {klv.key} is {value}")
+    return value
+
+
+def _count(klv: Klv) -> int:
+    """An integral sticky value (GPSF, TSMP, STMP) that Python and int64 can both hold."""
+    value = _scalar(klv)
+    if abs(value) >= 2.0**63:
+        raise TelemetryError(f"GPMF {klv.key} is implausibly large ({value:.3g})")
+    return int(value)
 
 
 def _scale(values: np.ndarray, scal: np.ndarray | None, key: str) -> np.ndarray:
@@ -257,9 +288,10 @@ def _scale(values: np.ndarray, scal: np.ndarray | None, key: str) -> np.ndarray:
     divisors = scal.reshape(-1)
     if divisors.size not in (1, values.shape[1]):
         raise TelemetryError(f"GPMF {key} has {divisors.size} SCAL values for {values.shape[1]} elements")
-    if np.any(divisors == 0):
-        raise TelemetryError(f"GPMF {key} has a zero SCAL")
-    return values / divisors
+    if np.any(divisors == 0) or not np.all(np.isfinite(divisors)):
+        raise TelemetryError(f"GPMF {key} has a zero or non-finite SCAL")
+    with np.errstate(over="ignore", invalid="ignore"):  # inf / NaN values are screened by the caller
+        return values / divisors
 
 
 def parse_gpsu(text: str) -> datetime | None:
@@ -283,7 +315,8 @@ def gps9_utc(days: float, seconds: float) -> datetime:
 
 def _parse_gps5(klv: Klv, meta: dict[str, Klv]) -> np.ndarray:
     """GPS5: lat, lon, alt, 2D speed, 3D speed as signed 32-bit, each with its SCAL."""
-    values = decode_values(klv)
+    type_string = decode_string(meta["TYPE"]) if "TYPE" in meta else None
+    values = decode_values(klv, type_string)
     if values.shape[1] != 5:
         raise TelemetryError(f"GPMF GPS5 has {values.shape[1]} elements, expected 5")
     scal = decode_values(meta["SCAL"]) if "SCAL" in meta else None
@@ -296,8 +329,6 @@ def _parse_gps9(klv: Klv, meta: dict[str, Klv]) -> np.ndarray:
     The seconds and DOP carry their scale in SCAL (1000 and 100) like the other elements.
     """
     type_string = decode_string(meta["TYPE"]) if "TYPE" in meta else None
-    if klv.type == "?" and not type_string:
-        raise TelemetryError("GPMF GPS9 has no TYPE")
     values = decode_values(klv, type_string)
     if values.shape[1] != 9:
         raise TelemetryError(f"GPMF GPS9 has {values.shape[1]} elements, expected 9")
@@ -311,8 +342,9 @@ _GPS_PARSERS = {"GPS5": _parse_gps5, "GPS9": _parse_gps9}
 def parse_payload(data: bytes) -> GpmfPayload:
     """Parse one GPMF payload (one MET sample) and decode its GPS streams.
 
-    A stream that cannot be decoded is reported in ``problems`` and the rest is kept; a payload whose
-    KLV structure itself is broken raises.
+    A GPS stream that cannot be decoded is reported in ``problems`` and ``failed_gps`` and the rest is
+    kept; a payload whose KLV structure itself is broken raises. Positions outside the globe (or not
+    finite) become NaN, with a line in ``problems``.
 
     Args:
         data: The payload bytes.
@@ -328,6 +360,7 @@ def parse_payload(data: bytes) -> GpmfPayload:
     gps: list[GpsBlock] = []
     counts: dict[str, int] = {}
     problems: list[str] = []
+    failed: list[str] = []
     for devc in top:
         if devc.key != "DEVC" or devc.type:
             continue
@@ -351,27 +384,52 @@ def parse_payload(data: bytes) -> GpmfPayload:
                 if parser is None:
                     continue
                 try:
-                    gps.append(_gps_block(item, meta, parser, name))
-                except (TelemetryError, ValueError) as exc:
-                    msg = exc.message if isinstance(exc, TelemetryError) else str(exc)
-                    problems.append(f"{item.key} at byte {item.offset}: {msg}")
-    return GpmfPayload(tuple(devices), tuple(gps), counts, tuple(problems))
+                    block = _gps_block(item, meta, parser, name)
+                except TelemetryError as exc:
+                    problems.append(f"{item.key} at byte {item.offset}: {exc.message}")
+                    failed.append(item.key)
+                    continue
+                block, off_globe = _screen_positions(block)
+                if off_globe:
+                    problems.append(
+                        f"{item.key} at byte {item.offset}: {off_globe} of {len(block)} positions "
+                        "out of range (kept, not used)"
+                    )
+                gps.append(block)
+    return GpmfPayload(tuple(devices), tuple(gps), counts, tuple(problems), tuple(failed))
 
 
 def _gps_block(item: Klv, meta: dict[str, Klv], parser, device: str | None) -> GpsBlock:
     values = parser(item, meta)
     fix = dop = utc = tsmp = stmp = None
     if "GPSF" in meta:
-        fix = int(_scalar(meta["GPSF"]))
+        fix = _count(meta["GPSF"])
     if "GPSP" in meta:
         dop = _scalar(meta["GPSP"]) / 100.0
     if "GPSU" in meta and meta["GPSU"].type in ("U", "c"):
         utc = parse_gpsu(decode_string(meta["GPSU"]))
     if "TSMP" in meta:
-        tsmp = int(_scalar(meta["TSMP"]))
+        tsmp = _count(meta["TSMP"])
     if "STMP" in meta:
-        stmp = int(_scalar(meta["STMP"]))
+        stmp = _count(meta["STMP"])
     return GpsBlock(item.key, values, fix, dop, utc, tsmp, stmp, device)
+
+
+def _screen_positions(block: GpsBlock) -> tuple[GpsBlock, int]:
+    """Latitudes / longitudes outside the globe (or NaN / inf) set to NaN; how many rows that hit.
+
+    A flipped byte in a GPS value can leave the struct readable but the position absurd (a latitude
+    of 214 degrees); NaN keeps the row's place in the payload's timing and keeps it out of alignment.
+    """
+    lat, lon = block.values[:, 0], block.values[:, 1]
+    with np.errstate(invalid="ignore"):
+        bad = ~((np.abs(lat) <= 90.0) & (np.abs(lon) <= 180.0))  # NaN compares False: bad too
+    n_bad = int(bad.sum())
+    if not n_bad:
+        return block, 0
+    values = block.values.copy()
+    values[bad, :2] = np.nan
+    return replace(block, values=values), n_bad
 
 
 def split_track(data: bytes) -> list[bytes]:
@@ -388,7 +446,8 @@ def split_track(data: bytes) -> list[bytes]:
     for klv in parse_klv(data):
         end = klv.offset + 8 + ((klv.size * klv.repeat + 3) & ~3)
         dvid = next((c for c in klv.children if c.key == "DVID"), None)
-        ident = struct.unpack(">I", dvid.data[:4])[0] if dvid is not None and dvid.type == "L" else None
+        ok = dvid is not None and dvid.type == "L" and len(dvid.data) >= 4
+        ident = struct.unpack(">I", dvid.data[:4])[0] if ok else None
         if first_id is None:
             first_id = ident
         chunk = data[klv.offset : end]

@@ -224,7 +224,9 @@ def test_corrupt_payload_is_skipped(tmp_path: Path) -> None:
         tmp_path / "GX010004.MP4", duration_s=3.0, gpmf_payloads=[chunks[0], broken, chunks[2]]
     )
     telemetry = read_gopro_telemetry([path])
-    assert len(telemetry.problems) == 1 and "corrupt" in telemetry.problems[0]
+    assert telemetry.problems[0] == "GPS: 1 of 3 telemetry samples unreadable, skipped"
+    assert len(telemetry.problems) == 2 and "corrupt" in telemetry.problems[1]
+    assert (telemetry.samples, telemetry.skipped_samples) == (3, 1)
     good = read_gopro_telemetry(
         [write_gopro_mp4(tmp_path / "ok.mp4", duration_s=3.0, gpmf_payloads=chunks)]
     ).gps

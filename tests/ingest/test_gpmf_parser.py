@@ -36,7 +36,7 @@ def nest(key: str, *children: bytes) -> bytes:
 
 
 def gps5_payload(*, fix: int = 3, gpsu: bytes = b"220920132938.299", scal_count: int = 5) -> bytes:
-    scal = [10_000_000, 10_000_000, 1000, 1000, 100][:scal_count] if scal_count > 1 else [1000]
+    scal = [10_000_000, 10_000_000, 1000, 1000, 100][:scal_count] if scal_count > 1 else [10_000_000]
     samples = [(423425835, -87526142, 58512, 173, 12), (423425836, -87526143, 58513, 174, 13)]
     stream = nest(
         "STRM",
@@ -73,7 +73,7 @@ def test_gps5_scaled_per_element() -> None:
 
 def test_scalar_scal_divides_every_element() -> None:
     (block,) = parse_payload(gps5_payload(scal_count=1)).gps
-    np.testing.assert_allclose(block.values[0], np.array([423425835, -87526142, 58512, 173, 12]) / 1000)
+    np.testing.assert_allclose(block.values[0], np.array([423425835, -87526142, 58512, 173, 12]) / 1e7)
 
 
 def test_wrong_scal_count_is_a_stream_problem() -> None:
