@@ -104,3 +104,20 @@ class CardError(MtbsyncError):
 
 class TelemetryError(MtbsyncError):
     """Embedded GoPro telemetry (GPMF) or its MP4 index is malformed or truncated."""
+
+
+class QueryTimeoutError(CatalogError):
+    """A query ran past its time budget and was stopped (the API answers 408).
+
+    Args:
+        message: What happened and what to do.
+        budget_s: The budget it ran out of, in seconds.
+    """
+
+    def __init__(self, message: str, *, budget_s: float) -> None:
+        self.budget_s = budget_s
+        super().__init__(message)
+
+
+class QueryStoppedError(CatalogError):
+    """A query was stopped before it finished: its client went away, or the service is stopping (503)."""

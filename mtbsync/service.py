@@ -24,6 +24,7 @@ from mtbsync.api.catalog_source import CatalogSource
 from mtbsync.api.preview import RUN_ID
 from mtbsync.api.security import new_token
 from mtbsync.errors import ConfigError, MtbsyncError
+from mtbsync.store.queries import DEFAULT_TIMEOUT_S as DEFAULT_SQL_TIMEOUT_S
 from mtbsync.timing import StageRecord
 
 log = logging.getLogger("mtbsync")
@@ -250,9 +251,11 @@ class LibraryService:
         review_threshold: Confidence under which a marker needs review.
         telemetry_interval_s: Seconds between CPU / memory / GPU samples on the event stream.
         force_polling: Poll the library instead of OS notifications (network shares).
+        sql_timeout_s: Seconds a query of ``POST /api/sql`` may run before it is stopped (408).
 
     Raises:
-        ConfigError: The library is not a folder, or the work folder lies visibly inside it.
+        ConfigError: The library is not a folder, the work folder lies visibly inside it, or the SQL
+            time budget is not positive.
     """
 
     def __init__(
@@ -270,6 +273,7 @@ class LibraryService:
         review_threshold: float = 0.6,
         telemetry_interval_s: float = 1.0,
         force_polling: bool | None = None,
+        sql_timeout_s: float = DEFAULT_SQL_TIMEOUT_S,
     ) -> None:
         from mtbsync.store.catalog import default_db_path
 
@@ -297,6 +301,9 @@ class LibraryService:
         self.review_threshold = review_threshold
         self.telemetry_interval_s = telemetry_interval_s
         self.force_polling = force_polling
+        if not sql_timeout_s > 0:
+            raise ConfigError("--sql-timeout must be more than 0 seconds")
+        self.sql_timeout_s = float(sql_timeout_s)
         self.catalog: Any = None
         self.source: CatalogSource | None = None
         self.pool: Any = None
@@ -330,6 +337,7 @@ class LibraryService:
                 cache_dir=cache_dir,
                 work_dir=self.work_dir,
                 review_threshold=self.review_threshold,
+                sql_timeout_s=self.sql_timeout_s,
             )
             broker = EventBroker(telemetry_interval_s=self.telemetry_interval_s)
             app = create_app(self.source, token=self.token, host=self.host, broker=broker)
@@ -380,9 +388,18 @@ class LibraryService:
                 log.warning("the library is no longer watched: %s", exc)
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop watching, let running jobs finish (up to ``timeout``), stop the server, close the catalog."""
+        """Stop riders' SQL and watching, let running jobs finish (up to ``timeout``), stop the server.
+
+        Then the catalog is closed. Queries of ``POST /api/sql`` still running are interrupted first
+        (they answer 503 at once) and new ones refused, so the server's graceful shutdown does not
+        wait for them and the catalog closes with no call in flight.
+        """
         from mtbsync.store.service_file import remove_service_file
 
+        if self.catalog is not None:
+            stopped = self.catalog.stop_queries("the service is stopping")
+            if stopped:
+                log.info("stopping: %d running SQL queries interrupted", stopped)
         self._stop.set()
         if self._watcher is not None:
             self._watcher.join(timeout)

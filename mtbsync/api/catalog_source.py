@@ -14,7 +14,9 @@ the trail's aligned runs through their warps (`library.runs.set_run_markers`). E
 to ``<work_dir>/exports/`` and recorded in the catalog.
 
 Remote SQL: the catalog's database refuses file access from SQL (``enable_external_access`` off), so
-``read_csv('/etc/passwd')`` through ``POST /api/sql`` fails; `store.queries.run_sql` refuses writes.
+``read_csv('/etc/passwd')`` through ``POST /api/sql`` fails; `store.queries.run_sql` refuses writes
+and functions that change state (``nextval``), and stops a query past its time budget
+(``sql_timeout_s``) or whose client left.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from mtbsync.library.runs import pin_anchor, record_alignment, reference_markers
 from mtbsync.library.worker import JOB_INGEST, chapter_videos
 from mtbsync.markers import Marker, TransferredMarker
 from mtbsync.store.catalog import Catalog
-from mtbsync.store.queries import run_sql
+from mtbsync.store.queries import DEFAULT_TIMEOUT_S, run_sql
 from mtbsync.store.service_file import frame_to_rows
 from mtbsync.timing import StageRecord, StageTimer
 
@@ -66,6 +68,7 @@ class CatalogSource:
         cache_dir: Folder of browser proxies (the workers make them there too).
         work_dir: mtbsync-owned folder for exports and pinned warps (default: ``cache_dir``'s parent).
         review_threshold: Confidence under which a marker needs review (for the shading).
+        sql_timeout_s: Seconds a query of ``POST /api/sql`` may run (a request may ask for less).
     """
 
     mode = "library"
@@ -78,8 +81,12 @@ class CatalogSource:
         cache_dir: Path,
         work_dir: Path | None = None,
         review_threshold: float = 0.6,
+        sql_timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> None:
+        if not sql_timeout_s > 0:
+            raise ConfigError("the SQL time budget must be more than 0 seconds")
         self.catalog = catalog
+        self.sql_timeout_s = float(sql_timeout_s)
         self.library_root = Path(library_root).resolve()
         self.cache_dir = Path(cache_dir).resolve()
         self.work_dir = Path(work_dir).resolve() if work_dir is not None else self.cache_dir.parent
@@ -489,9 +496,27 @@ class CatalogSource:
         videos = self._videos(self._run_id(media_id))
         return confine(playable_video(videos, self.cache_dir), [self.library_root, self.cache_dir])
 
-    def run_sql(self, sql: str, max_rows: int) -> SqlOut:
-        """Read-only SQL on the catalog (writes refused by `run_sql`; files unreachable), bounded rows."""
-        frame = run_sql(self.catalog, sql, max_rows=max_rows + 1)
+    def run_sql(
+        self,
+        sql: str,
+        max_rows: int,
+        *,
+        timeout_s: float | None = None,
+        cancel: threading.Event | None = None,
+    ) -> SqlOut:
+        """Read-only SQL on the catalog (writes refused by `run_sql`; files unreachable), bounded.
+
+        The query runs on a cursor of its own for at most ``timeout_s`` (capped at the source's
+        budget); setting ``cancel`` stops it; the service's shutdown stops it too
+        (`Catalog.stop_queries`). DuckDB stops after ``max_rows + 1`` rows (one more tells
+        ``truncated``).
+
+        Raises:
+            QueryTimeoutError: The budget ran out. QueryStoppedError: Cancelled, or the service stops.
+            CatalogError: A refused statement or function, or an SQL error (one line).
+        """
+        budget = self.sql_timeout_s if timeout_s is None else min(timeout_s, self.sql_timeout_s)
+        frame = run_sql(self.catalog, sql, max_rows=max_rows + 1, timeout_s=budget, cancel=cancel)
         body = frame_to_rows(frame.head(max_rows))
         return SqlOut(columns=body["columns"], rows=body["rows"], truncated=len(frame) > max_rows)
 

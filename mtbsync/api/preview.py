@@ -501,7 +501,14 @@ class PreviewSource:
         roots = [*videos, self.cache_dir, *(p for p in map(find_proxy, videos) if p is not None)]
         return confine(playable, roots)
 
-    def run_sql(self, sql: str, max_rows: int) -> SqlOut:
+    def run_sql(
+        self,
+        sql: str,
+        max_rows: int,
+        *,
+        timeout_s: float | None = None,
+        cancel: threading.Event | None = None,
+    ) -> SqlOut:
         """No catalog in preview mode."""
         raise NotFoundError("no catalog in preview mode; `mtbsync serve --library DIR` has one")
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -81,8 +82,19 @@ class RunSource(Protocol):
     def media_path(self, media_id: str) -> Path:
         """A browser-playable (H.264) file for a media id, confined to the source's files."""
 
-    def run_sql(self, sql: str, max_rows: int) -> SqlOut:
-        """Run read-only SQL on the catalog (NotFoundError without one)."""
+    def run_sql(
+        self,
+        sql: str,
+        max_rows: int,
+        *,
+        timeout_s: float | None = None,
+        cancel: threading.Event | None = None,
+    ) -> SqlOut:
+        """Run read-only SQL on the catalog (NotFoundError without one), within a time budget.
+
+        ``timeout_s`` may shorten the source's budget, never lengthen it; setting ``cancel`` stops the
+        query (QueryStoppedError). A query past its budget raises QueryTimeoutError.
+        """
 
     def close(self) -> None:
         """Release files and threads."""

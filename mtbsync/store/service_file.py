@@ -10,8 +10,10 @@ meanwhile (not even read-only). So:
 2. A CLI command that reads (``mtbsync sql``, ``runs``, ``trails``) first calls `read_live_service`:
    if the file exists and its pid is alive, it sends the query to ``POST {url}/api/sql`` with
    ``{"sql": ..., "max_rows": N}`` and the token as ``Authorization: Bearer ...``; the service
-   answers ``{"columns": [...], "rows": [[...], ...]}`` (via `queries.run_sql`, read-only) or a 4xx
-   with ``{"detail": "one line"}``. With no live service it opens the file read-only itself.
+   answers ``{"columns": [...], "rows": [[...], ...], "truncated": bool}`` (via `queries.run_sql`,
+   read-only) or a 4xx with ``{"error": code, "detail": "one line"}``. It returns at most
+   `SERVICE_MAX_ROWS` rows an answer, so a caller that wants more gets them page by page
+   (`query_service`). With no live service it opens the file read-only itself.
 3. A CLI command that writes (``index``, ``sync``, ...) still writes its files; if the catalog is
    held by the service it says in one line what was not recorded.
 
@@ -20,7 +22,6 @@ A stale file (the service was killed) is ignored: its pid is not alive.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -36,6 +37,8 @@ from mtbsync.errors import CatalogError
 from mtbsync.io.files import atomic_write_text
 
 SERVICE_SUFFIX = ".service.json"
+# The most rows the service's POST /api/sql returns in one answer (its ``max_rows`` limit).
+SERVICE_MAX_ROWS = 10_000
 
 
 @dataclass(frozen=True)
@@ -83,9 +86,8 @@ def write_service_file(
         "db": str(Path(db_path).resolve()),
         "started_utc": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    atomic_write_text(path, json.dumps(document, indent=2) + "\n")
-    with contextlib.suppress(OSError):  # pragma: no cover - e.g. a file system without modes
-        path.chmod(0o600)
+    # 0o600 from the start (the token is never readable by others, not even for an instant).
+    atomic_write_text(path, json.dumps(document, indent=2) + "\n", mode=0o600)
     return path
 
 
@@ -145,29 +147,75 @@ def read_live_service(db_path: str | Path) -> ServiceInfo | None:
 
 
 def query_service(
-    info: ServiceInfo, sql: str, *, max_rows: int = 10_000, timeout_s: float = 30.0
+    info: ServiceInfo,
+    sql: str,
+    *,
+    max_rows: int = SERVICE_MAX_ROWS,
+    timeout_s: float = 30.0,
+    page_rows: int = SERVICE_MAX_ROWS,
+    query_timeout_s: float | None = None,
 ) -> pl.DataFrame:
-    """Run a read-only query through the service's ``POST /api/sql``.
+    """Run a read-only query through the service's ``POST /api/sql``, page by page past its limit.
+
+    The service returns at most `SERVICE_MAX_ROWS` rows an answer. When more are wanted and the
+    first answer says there were more, the query is asked again as
+    ``SELECT * FROM (<sql>) LIMIT n OFFSET k`` until ``max_rows`` rows or the end (give the query an
+    ORDER BY for a stable order across pages).
 
     Args:
         info: The live service.
-        sql: The query.
-        max_rows: Most rows to return.
-        timeout_s: HTTP timeout.
+        sql: The query (one statement to be paged; anything the service takes otherwise).
+        max_rows: Most rows to return (any number).
+        timeout_s: HTTP timeout of each request.
+        page_rows: Rows asked for in one request (at most the service's limit).
+        query_timeout_s: The query's time budget on the service (None: the service's own; the
+            service never grants more than its own).
 
     Returns:
         The rows as a DataFrame.
 
     Raises:
-        CatalogError: The service refused the query (its one-line reason) or did not answer.
+        CatalogError: The service refused the query (its one-line reason) or did not answer, or a
+            query with more rows than one answer holds cannot be paged.
     """
+    if max_rows < 1:
+        raise CatalogError("max_rows must be at least 1")
+    page_rows = max(1, min(page_rows, SERVICE_MAX_ROWS))
+    columns, rows, truncated = _post_sql(info, sql, min(max_rows, page_rows), timeout_s, query_timeout_s)
+    if truncated and len(rows) < max_rows:
+        inner = sql.strip().rstrip(";").strip()
+        while truncated and len(rows) < max_rows:
+            want = min(max_rows - len(rows), page_rows)
+            paged = f"SELECT * FROM (\n{inner}\n) AS mtbsync_page LIMIT {want} OFFSET {len(rows)}"
+            try:
+                _, more, truncated = _post_sql(info, paged, want, timeout_s, query_timeout_s)
+            except CatalogError as exc:
+                raise CatalogError(
+                    f"the service returns at most {len(rows)} rows at a time and this query cannot be "
+                    f"paged ({exc}); ask for fewer rows or add LIMIT/OFFSET"
+                ) from None
+            if not more:
+                break
+            rows.extend(more)
+            # The page asked for exactly ``want`` rows: one more page if it came back full.
+            truncated = len(more) == want
+    return frame_from_rows(columns, rows[:max_rows])
+
+
+def _post_sql(
+    info: ServiceInfo, sql: str, max_rows: int, timeout_s: float, query_timeout_s: float | None = None
+) -> tuple[list[str], list[list[Any]], bool]:
+    """One ``POST /api/sql``: (columns, rows, whether there were more)."""
     import httpx
+
+    request: dict[str, Any] = {"sql": sql, "max_rows": max_rows}
+    if query_timeout_s is not None:
+        request["timeout_s"] = query_timeout_s
+        timeout_s = max(timeout_s, query_timeout_s + 5.0)  # the service answers 408 first
 
     headers = {"Authorization": f"Bearer {info.token}"} if info.token else {}
     try:
-        response = httpx.post(
-            f"{info.url}/api/sql", json={"sql": sql, "max_rows": max_rows}, headers=headers, timeout=timeout_s
-        )
+        response = httpx.post(f"{info.url}/api/sql", json=request, headers=headers, timeout=timeout_s)
     except httpx.HTTPError as exc:
         raise CatalogError(
             f"the mtbsync service at {info.url} (pid {info.pid}) holds the catalog but does not answer: {exc}"
@@ -186,7 +234,10 @@ def query_service(
         raise CatalogError(str(detail).splitlines()[0] if detail else f"HTTP {response.status_code}")
     if not isinstance(body, dict) or "columns" not in body or "rows" not in body:
         raise CatalogError(f"the mtbsync service at {info.url} sent an unexpected answer to /api/sql")
-    return frame_from_rows(body["columns"], body["rows"])
+    rows = list(body["rows"])
+    # An older service without "truncated": a full answer may have had more.
+    truncated = bool(body.get("truncated", len(rows) >= max_rows))
+    return list(body["columns"]), rows, truncated
 
 
 def frame_from_rows(columns: list[str], rows: list[list[Any]]) -> pl.DataFrame:
