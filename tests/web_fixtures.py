@@ -117,8 +117,19 @@ def dashboard_server(sample_pair: Any, tmp_path_factory: pytest.TempPathFactory)
         yield server
 
 
-def open_run_page(page: Any, url: str, run_id: str) -> None:
-    """Open a run's page and wait until the dashboard is ready and both players have their videos."""
+def log_in(page: Any, url: str, token: str) -> None:
+    """Open the URL that ``mtbsync serve`` prints (``/#token=T``) and wait until the page may write."""
+    page.goto(f"{url}/#token={token}")
+    page.wait_for_function("window.mtbsync && window.mtbsync.session.write === true", timeout=15000)
+
+
+def open_run_page(page: Any, url: str, run_id: str, *, token: str | None = None) -> None:
+    """Open a run's page and wait until the dashboard is ready and both players have their videos.
+
+    With ``token``, the page is first opened as the printed URL, so that it may write.
+    """
+    if token is not None:
+        log_in(page, url, token)
     page.goto(f"{url}/#/run/{run_id}")
     page.wait_for_function("window.mtbsync && window.mtbsync.ready === true", timeout=15000)
     page.wait_for_function(

@@ -166,10 +166,13 @@ class SqlIn(BaseModel):
 
     sql: str = Field(min_length=1, max_length=10_000)
     max_rows: int = Field(1000, ge=1, le=10_000)
+    timeout_s: float | None = Field(
+        None, gt=0, le=3600, description="Seconds the query may run (at most the server's budget)."
+    )
 
 
 class SqlOut(BaseModel):
-    """A query's columns and rows (at most ``max_rows``)."""
+    """A query's columns and rows (at most ``max_rows``; ``truncated``: there were more)."""
 
     columns: list[str]
     rows: list[list[Any]]
@@ -186,7 +189,21 @@ class HealthOut(BaseModel):
 
 
 class ErrorOut(BaseModel):
-    """Every 4xx answer: one line a user can act on."""
+    """Every error answer (4xx and 500): a short code and one line a user can act on."""
 
-    error: str
-    detail: str
+    error: str = Field(description="What kind of error: a library error's name or an HTTP one's.")
+    detail: str = Field(description="One line saying what went wrong and what to do.")
+
+
+class SessionIn(BaseModel):
+    """The write token, traded for the dashboard's session cookie (or send it as Bearer instead)."""
+
+    model_config = {"extra": "forbid"}
+
+    token: str = Field(min_length=1, max_length=200)
+
+
+class SessionOut(BaseModel):
+    """Whether this client may write (it sent the token or carries the session cookie)."""
+
+    write: bool

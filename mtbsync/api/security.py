@@ -1,27 +1,43 @@
-"""Who may do what: the write token, loopback host checks and request-size limits.
+"""Who may do what: the write token, the browser's session cookie, loopback host checks, body limits.
 
 - The server binds 127.0.0.1 unless told otherwise; binding another address needs a token (one is
   generated and printed when none is given).
-- There is always a token, and every write endpoint requires it (``Authorization: Bearer T``), so a
-  web page from elsewhere cannot edit markers through the user's browser (cross-site requests carry
-  no such header).
-- The dashboard gets the token from its own page: `index.html` embeds it only for a client on the
-  loopback interface of a loopback-bound server (the user's own browser). Others open the printed
-  URL ``http://HOST:PORT/#token=T``: the fragment never leaves the browser, which keeps it in
-  localStorage.
-- A loopback-bound server answers only requests whose Host header is a loopback name, which defeats
-  DNS rebinding (a foreign page resolving its own name to 127.0.0.1 to read the token).
+- There is always a token, and every write endpoint requires it. Programs send it as
+  ``Authorization: Bearer T`` (the CLI reads it from the service file).
+- The browser gets it the way notebook servers hand theirs out: only in the URL that ``mtbsync
+  serve`` / ``preview`` prints, ``http://HOST:PORT/#token=T``. The fragment never leaves the browser
+  except in the page's one ``POST /api/session``, which trades it for an HttpOnly, SameSite=Strict
+  cookie; the page then drops the fragment from the address bar and keeps no copy. Nothing served
+  without auth (the page, its assets, /docs, /openapi.json) contains the token, so another local
+  process or a foreign page reading ``GET /`` learns nothing.
+- Cookies travel with cross-site requests, so a write authenticated by the cookie must also come
+  from this origin: SameSite=Strict keeps the browser from sending it cross-site, and the server
+  refuses such a write when ``Sec-Fetch-Site`` or ``Origin`` say it came from elsewhere (or when a
+  browser sent neither).
+- A loopback-bound server answers only requests whose Host header is exactly a loopback name with an
+  optional port (`loopback_host`), which defeats DNS rebinding (a foreign page resolving its own
+  name to 127.0.0.1 to talk to the service as if it were its own origin).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import ipaddress
+import json
+import re
 import secrets
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
+
+from mtbsync.api.errors import HTTP_ERROR_CODES
 
 MAX_BODY_BYTES = 64 * 1024
-_LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+_LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]"})
+# A Host header as a loopback-bound server accepts it: a loopback name, optionally ":" and a port of
+# digits, and nothing else (no userinfo, path, fragment, trailing dot or extra labels).
+_HOST_RE = re.compile(r"(?P<name>localhost|127\.0\.0\.1|\[::1\])(?::(?P<port>[0-9]{1,5}))?")
 
 
 def new_token() -> str:
@@ -48,14 +64,17 @@ def token_matches(header: str | None, token: str) -> bool:
     return scheme.lower() == "bearer" and secrets.compare_digest(value.strip().encode(), token.encode())
 
 
+def _derive(token: str, purpose: str) -> str:
+    return hmac.new(token.encode(), f"mtbsync {purpose}".encode(), hashlib.sha256).hexdigest()
+
+
 @dataclass(frozen=True)
 class Security:
     """The app's security settings.
 
     Attributes:
         token: The write token.
-        loopback_only: The server is bound to a loopback address (enables the Host check and
-            embedding the token in the page for local clients).
+        loopback_only: The server is bound to a loopback address (enables the Host check).
         max_body_bytes: Largest request body accepted.
     """
 
@@ -63,12 +82,77 @@ class Security:
     loopback_only: bool = True
     max_body_bytes: int = MAX_BODY_BYTES
 
+    @property
+    def cookie_name(self) -> str:
+        """The session cookie's name.
 
-def _host_name(raw: bytes) -> str:
-    host = raw.decode("latin-1").strip().lower()
-    if host.startswith("["):
-        return host[: host.find("]") + 1]
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+        Cookies are per host, not per port: two services on 127.0.0.1 must not overwrite each
+        other's cookie, so the name carries a tag derived from the token.
+        """
+        return f"mtbsync_session_{_derive(self.token, 'cookie name')[:10]}"
+
+    @property
+    def cookie_value(self) -> str:
+        """The session cookie's value: derived from the token (not the token), valid as long as it is."""
+        return _derive(self.token, "session")
+
+    def cookie_matches(self, value: str | None) -> bool:
+        """Whether a session cookie's value is this server's (constant-time comparison)."""
+        return bool(value) and secrets.compare_digest(str(value).encode(), self.cookie_value.encode())
+
+
+def loopback_host(raw: bytes | str) -> str | None:
+    """The loopback name of a Host header value, or None when it is anything else.
+
+    Strict on purpose: ``localhost:80@evil.com``, ``localhost@evil.com``, ``evil.com#localhost``,
+    ``127.0.0.1.evil.com``, ``localhost.``, a bare ``::1`` and ports that are not 1-65535 are refused.
+
+    Args:
+        raw: The Host header as sent.
+
+    Returns:
+        ``localhost``, ``127.0.0.1`` or ``[::1]``; None when the header is not one of them.
+    """
+    text = raw.decode("latin-1") if isinstance(raw, bytes) else raw
+    match = _HOST_RE.fullmatch(text.strip(" \t").lower())
+    if match is None:
+        return None
+    port = match.group("port")
+    if port is not None and not 0 < int(port) <= 65535:
+        return None
+    return match.group("name")
+
+
+def same_origin(origin: str | None, host: str | None) -> bool:
+    """Whether an ``Origin`` header names this server (``http://`` + the request's Host)."""
+    if not origin or not host or origin == "null":
+        return False
+    try:
+        parts = urlsplit(origin)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and parts.netloc.lower() == host.strip().lower()
+
+
+def cross_site_reason(headers: Any) -> str | None:
+    """Why a cookie-authenticated write looks cross-site, or None when it came from this origin.
+
+    Args:
+        headers: The request's headers (a case-insensitive mapping).
+
+    Returns:
+        A one-line reason to refuse, or None.
+    """
+    fetch_site = headers.get("sec-fetch-site")
+    origin = headers.get("origin")
+    if fetch_site is not None and fetch_site.lower() not in ("same-origin", "none"):
+        return f"a write from another site ({fetch_site}) is refused"
+    if origin is not None and not same_origin(origin, headers.get("host")):
+        return f"a write from another origin ({origin[:100]}) is refused"
+    if fetch_site is None and origin is None:
+        # Browsers send at least one of the two on a POST/PATCH; other clients use the Bearer token.
+        return "a cookie-authenticated write must come from the dashboard page (or send the Bearer token)"
+    return None
 
 
 class GuardMiddleware:
@@ -83,41 +167,45 @@ class GuardMiddleware:
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
-        if self.security.loopback_only:
-            host = _host_name(headers.get(b"host", b"localhost"))
-            if host not in _LOOPBACK_NAMES:
-                await _refuse(send, 421, "this server answers only on localhost / 127.0.0.1")
-                return
+        if self.security.loopback_only and loopback_host(headers.get(b"host", b"localhost")) is None:
+            await _refuse(send, 421, "this server answers only on localhost / 127.0.0.1")
+            return
         limit = self.security.max_body_bytes
         length = headers.get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > limit):
-            await _refuse(send, 413, f"request body over {limit} bytes")
+        if length is not None:
+            # The server reads no more than Content-Length bytes: checking the header is enough.
+            if not length.isdigit() or int(length) > limit:
+                await _refuse(send, 413, f"request body over {limit} bytes")
+                return
+            await self.app(scope, receive, send)
             return
+        # No length (a chunked body, or none): read it here, up to the limit, then hand it on. An
+        # error raised while the app reads it would become FastAPI's 400 "error parsing the body".
+        messages: list[dict[str, Any]] = []
         received = 0
-
-        async def bounded_receive() -> dict[str, Any]:
-            nonlocal received
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    raise _TooLarge
-            return message
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            received += len(message.get("body", b""))
+            if received > limit:
+                await _refuse(send, 413, f"request body over {limit} bytes")
+                return
+            if not message.get("more_body", False):
+                break
+        buffered = iter(messages)
 
-        try:
-            await self.app(scope, bounded_receive, send)
-        except _TooLarge:
-            await _refuse(send, 413, f"request body over {limit} bytes")
+        async def replay() -> dict[str, Any]:
+            # The buffered body first, then the connection's own messages (e.g. http.disconnect).
+            return next(buffered, None) or await receive()
 
-
-class _TooLarge(Exception):
-    pass
+        await self.app(scope, replay, send)
 
 
 async def _refuse(send: Any, status: int, message: str) -> None:
-    import json
-
-    body = json.dumps({"error": "refused", "detail": message}).encode()
+    # The same shape as every other error of the API: {"error": code, "detail": one line}.
+    body = json.dumps({"error": HTTP_ERROR_CODES[status], "detail": message}).encode()
     await send(
         {
             "type": "http.response.start",

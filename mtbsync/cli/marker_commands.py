@@ -22,6 +22,9 @@ markers_app = typer.Typer(
 )
 app.add_typer(markers_app, name="markers")
 
+# Most markers `markers list` shows (far more than a run has; the service is asked page by page).
+MAX_LISTED = 100_000
+
 RunArg = Annotated[str, typer.Argument(help="Run name or id (see `mtbsync runs`).")]
 
 
@@ -74,11 +77,13 @@ def markers_list(run: RunArg, db: DbOption = None) -> None:
     """List a run's markers (its own, transferred and camera HiLights) with their times."""
     with user_errors():
         run_id, name = _resolve(db, run)
+        # Every marker (a run may have more than the service returns in one answer: the read pages
+        # through them), in a total order so that pages neither skip nor repeat a marker.
         frame = _read(
             db,
             "SELECT marker_id, name, source, t, t_ref, confidence, needs_review, moved_by_user, review_state "
-            f"FROM markers WHERE run_id = {run_id} ORDER BY t NULLS LAST, source, ordinal",
-            100_000,
+            f"FROM markers WHERE run_id = {run_id} ORDER BY t NULLS LAST, source, ordinal, marker_id",
+            MAX_LISTED,
         )
     if not len(frame):
         console.print(f"Run #{run_id} {escape(name)} has no markers", highlight=False)

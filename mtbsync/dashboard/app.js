@@ -24,7 +24,7 @@ const css = (name) => getComputedStyle(document.documentElement).getPropertyValu
 
 /* ---- state shared with the tests (window.mtbsync) ---- */
 const app = {
-  token: "",
+  session: { write: false, checked: false },
   events: { total: 0, telemetry: 0, stage: 0, run: 0, markers: 0 },
   runs: [],
   telemetry: [],
@@ -35,23 +35,35 @@ const app = {
 };
 window.mtbsync = app;
 
-/* ---- token: embedded by the server for the local browser, or from #token=... once ---- */
-(function loadToken() {
-  const meta = $('meta[name="mtbsync-token"]');
-  const embedded = meta ? meta.content : "";
-  const match = location.hash.match(/^#token=([^&]+)/);
-  const fromHash = match ? decodeURIComponent(match[1]) : "";
-  if (fromHash) {
-    localStorage.setItem("mtbsync-token", fromHash);
-    history.replaceState(null, "", location.pathname + "#/");
+/* ---- write access: the printed URL's #token=... is traded once for an HttpOnly session cookie ----
+   The token is taken out of the address bar at once and not kept (no localStorage, no variable):
+   from then on the browser sends the cookie, which page scripts cannot read. */
+async function startSession() {
+  const match = location.hash.match(/^#token=([^&]*)(?:&(.*))?$/);
+  let traded = null;
+  app.session.checked = false;
+  localStorage.removeItem("mtbsync-token");  // where an older dashboard kept it
+  if (match) {
+    history.replaceState(null, "", location.pathname + location.search + (match[2] ? `#${match[2]}` : "#/"));
+    try {
+      const res = await fetch("/api/session", { method: "POST", headers: { Authorization: `Bearer ${decodeURIComponent(match[1])}` } });
+      traded = res.ok;
+    } catch (_) { traded = false; }
   }
-  app.token = (embedded && !embedded.startsWith("{{")) ? embedded : (fromHash || localStorage.getItem("mtbsync-token") || "");
-})();
+  try { app.session = { ...(await api("/api/session")), checked: true }; } catch (_) { app.session = { write: false, checked: true }; }
+  const note = $("#auth-note");
+  if (!app.session.write) {
+    note.textContent = traded === false
+      ? "The token in the address was not accepted: open the URL that mtbsync printed when it started (…/#token=…) to make changes."
+      : "Read-only: to make changes, open the URL that mtbsync printed when it started (…/#token=…).";
+  }
+  note.hidden = app.session.write;
+}
 
 async function api(path, { method = "GET", body } = {}) {
   const headers = {};
   if (body !== undefined) headers["Content-Type"] = "application/json";
-  if (method !== "GET" && app.token) headers["Authorization"] = `Bearer ${app.token}`;
+  // Writes are authorized by the session cookie, which the browser sends with same-origin requests.
   const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   if (!res.ok) {
     let detail = res.statusText;
@@ -238,6 +250,23 @@ async function showRun(runId) {
   });
   drawRunHead();
   await refreshRunData();
+  syncOnLoad();
+}
+
+// Both players start at 0 s, but the warp may map the new run's 0 s to the reference's 1.65 s: once
+// both videos can seek, put the reference where the warp says. A new run whose covered part starts
+// later opens at that start (before it, there is no reference frame to show).
+function syncOnLoad() {
+  const canSeek = (v) => (v.readyState >= 1 ? Promise.resolve() : new Promise((ok) => v.addEventListener("loadedmetadata", ok, { once: true })));
+  const run = app.run;
+  Promise.all([canSeek(V.new), canSeek(V.ref)]).then(() => {
+    // Only players still where a fresh load leaves them: a seek made meanwhile has synced them.
+    if (app.run !== run || !app.alignment || !app.linked || V.new.currentTime !== 0 || V.ref.currentTime !== 0) return;
+    const start = app.alignment.forward.t_new[0];
+    if (start !== undefined && V.new.currentTime < start && toRef(V.new.currentTime) === null) setTime(V.new, start);
+    app.leader = "new";
+    follow("seek");
+  });
 }
 
 function drawRunHead() {
@@ -588,6 +617,8 @@ function currentView() {
 }
 
 async function route() {
+  // The printed URL pasted into an open tab: a hash change, not a new page; trade the token first.
+  if (location.hash.startsWith("#token=")) await startSession();
   const hash = location.hash || "#/";
   const match = hash.match(/^#\/run\/(.+)$/);
   for (const v of $$(".view")) v.hidden = true;
@@ -610,6 +641,7 @@ async function route() {
 }
 
 async function start() {
+  await startSession();
   try {
     const health = await api("/api/health");
     $("#mode").textContent = health.mode === "preview" ? "preview" : "library";

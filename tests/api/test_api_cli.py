@@ -75,11 +75,14 @@ def test_preview_serves_until_interrupted(sample_pair, tmp_path: Path) -> None:
     try:
         url = None
         for line in proc.stdout:  # type: ignore[union-attr]
-            found = re.search(r"http://127\.0\.0\.1:\d+", line)
+            found = re.search(r"(http://127\.0\.0\.1:\d+)/#token=(\S+)", line)
             if found:
-                url = found.group(0)
+                url = found.group(1)
                 break
-        assert url is not None, "preview printed no URL"
+        # The URL carries the token in its fragment, the only way the browser gets it.
+        assert url is not None, "preview printed no URL with #token="
+        assert found.group(2) == "smoke-token-1"
+        assert "smoke-token-1" not in httpx.get(f"{url}/", timeout=10).text
         assert httpx.get(f"{url}/api/health", timeout=10).json()["mode"] == "preview"
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=20)

@@ -75,7 +75,7 @@ def test_anchor_pins_the_warp_and_retransfers(base_url: str, api_token: str, pre
         json={"t_new": t_new, "t_ref": free["t_ref"]},
         headers=_auth(api_token),
     )
-    assert response.status_code == 200, response.text
+    assert response.status_code == 201, response.text  # an anchor added
     body = response.json()
     assert any(a["t_new"] == pytest.approx(t_new) for a in body["anchors"])
     assert float(source.warp.to_ref(t_new)[0]) == pytest.approx(free["t_ref"], abs=1e-6)

@@ -51,7 +51,7 @@ def test_an_anchor_sends_stage_and_marker_events(base_url: str, api_token: str, 
         json={"t_new": 3.0, "t_ref": 2.74},
         headers={"Authorization": f"Bearer {api_token}"},
     )
-    assert response.status_code == 200
+    assert response.status_code == 201  # an anchor added
     reader.join(20)
     names = {(e["phase"], e["record"]["name"]) for e in result.get("stage", [])}
     assert ("start", "refit") in names and ("finish", "refit") in names

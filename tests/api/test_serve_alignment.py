@@ -102,7 +102,7 @@ def test_a_moved_marker_is_persisted_and_survives_an_anchor(trail) -> None:
     pinned = httpx.post(
         f"{url}/api/runs/{new['id']}/anchors", json={"t_new": t_new, "t_ref": t_ref}, headers=AUTH
     )
-    assert pinned.status_code == 200, pinned.text
+    assert pinned.status_code == 201, pinned.text  # an anchor added
     body = pinned.json()
     assert body["anchors"] == [{"t_new": t_new, "t_ref": pytest.approx(t_ref)}]
     assert float(np.interp(t_new, body["forward"]["t_new"], body["forward"]["t_ref"])) == pytest.approx(

@@ -158,6 +158,27 @@ def test_mtbsync_sql_talks_to_the_running_service(served) -> None:
     assert write.exit_code == 1 and "owns the catalog" in write.output
 
 
+def test_markers_list_reads_every_marker_through_the_running_service(served) -> None:
+    from mtbsync.cli import app
+    from mtbsync.store.service_file import SERVICE_MAX_ROWS, query_service, read_live_service
+
+    runs = wait_for(lambda: settled_runs(served.url, 3), what="three settled runs")
+    run = next(r for r in runs if r["name"] == "GX010101" and r["state"] == "ready")
+    # It used to ask for more rows than one answer of the service holds ("max_rows: ... <= 10000").
+    listing = CliRunner().invoke(app, ["markers", "list", run["id"], "--db", str(served.db_path)])
+    assert listing.exit_code == 0, listing.output
+    assert "HiLight 1" in listing.output and "HiLight 2" in listing.output
+    # Past the service's limit the rows come page by page, in the query's order, none twice.
+    info = read_live_service(served.db_path)
+    sql = "SELECT i FROM range(25) t(i) ORDER BY i DESC;"
+    paged = query_service(info, sql, max_rows=1000, page_rows=10)
+    assert paged["i"].to_list() == list(range(24, -1, -1))
+    assert query_service(info, sql, max_rows=12, page_rows=5)["i"].to_list() == list(range(24, 12, -1))
+    assert len(query_service(info, "SELECT * FROM range(20)", max_rows=20, page_rows=10)) == 20
+    many = query_service(info, f"SELECT * FROM range({SERVICE_MAX_ROWS + 5})", max_rows=10**6)
+    assert len(many) == SERVICE_MAX_ROWS + 5
+
+
 def _collect_until(url: str, done: Callable[[dict[str, list[dict]]], bool], timeout: float = 60.0):
     seen: dict[str, list[dict]] = {}
     event = None

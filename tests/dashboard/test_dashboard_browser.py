@@ -45,7 +45,8 @@ def test_seeking_one_player_moves_the_other_through_the_warp(dashboard_page, das
 
 
 def test_a_marker_nudge_persists_after_reload(dashboard_page, dashboard_server) -> None:
-    open_run_page(dashboard_page, dashboard_server.url, "new")
+    # Opened as the printed URL (/#token=...): the page may write, and still may after a reload.
+    open_run_page(dashboard_page, dashboard_server.url, "new", token=dashboard_server.token)
     source = dashboard_server.source
     marker = next(m for m in source.markers("new").markers if m.t_new is not None)
     dashboard_page.evaluate(f"document.getElementById('video-new').currentTime = {marker.t_new}")

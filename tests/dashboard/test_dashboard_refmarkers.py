@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from web_fixtures import log_in
 
 pytestmark = pytest.mark.browser
 
@@ -11,6 +12,7 @@ def test_dashboard_refmarkers_add_marker_here_posts_the_reference_time(
     dashboard_page, dashboard_server
 ) -> None:
     page = dashboard_page
+    log_in(page, dashboard_server.url, dashboard_server.token)
     page.goto(f"{dashboard_server.url}/#/run/new")
     page.wait_for_function("window.mtbsync && window.mtbsync.ready === true", timeout=15000)
     page.wait_for_function("document.getElementById('video-ref').readyState >= 1", timeout=15000)

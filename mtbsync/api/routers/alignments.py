@@ -8,12 +8,13 @@ from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
 from mtbsync.api.deps import SourceDep, WriteAccess
+from mtbsync.api.errors import error_responses
 from mtbsync.api.schemas import AlignmentOut, AnchorIn
 
 router = APIRouter(prefix="/api/runs/{run_id}", tags=["alignments"])
 
 
-@router.get("/alignment")
+@router.get("/alignment", responses=error_responses(404, 422))
 def alignment(
     run_id: str, source: SourceDep, samples: Annotated[int, Query(ge=2, le=5000)] = 600
 ) -> AlignmentOut:
@@ -21,7 +22,15 @@ def alignment(
     return source.alignment(run_id, samples=samples)
 
 
-@router.post("/anchors", dependencies=[WriteAccess])
+@router.post(
+    "/anchors",
+    dependencies=[WriteAccess],
+    status_code=201,
+    responses=error_responses(400, 401, 403, 404, 409, 413, 422),
+)
 async def add_anchor(run_id: str, anchor: AnchorIn, source: SourceDep) -> AlignmentOut:
-    """Pin the warp at (t_new, t_ref): the warp is refitted, markers not moved by hand re-transferred."""
+    """Pin the warp at (t_new, t_ref): the warp is refitted, markers not moved by hand re-transferred.
+
+    Answers 201 (an anchor was added) with the refitted alignment.
+    """
     return await run_in_threadpool(source.add_anchor, run_id, anchor.t_new, anchor.t_ref)

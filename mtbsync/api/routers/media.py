@@ -7,11 +7,17 @@ from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
 from mtbsync.api.deps import SourceDep
+from mtbsync.api.errors import error_responses
 
 router = APIRouter(prefix="/api/media", tags=["media"])
 
 
-@router.get("/{media_id}")
+@router.get(
+    "/{media_id}",
+    response_class=FileResponse,
+    responses={200: {"content": {"video/mp4": {}}, "description": "The video (206 for a Range)."}}
+    | error_responses(400, 404, 422),
+)
 async def media(media_id: str, source: SourceDep) -> FileResponse:
     """The video by id (never by path); Range requests give 206 partial content for seeking."""
     # Making a proxy for an HEVC file takes a while: keep it off the event loop.
