@@ -7,9 +7,11 @@ Set MTBSYNC_DEBUG=1 to see tracebacks.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -36,7 +38,113 @@ app = typer.Typer(
 console = Console(stderr=False)
 err_console = Console(stderr=True)
 
-ThreadsOpt = Annotated[int, typer.Option("--threads", help="Worker threads (0 = all cores).", min=0)]
+
+@dataclass(frozen=True)
+class NumberRule:
+    """The one rule for a numeric option, used by every command that has the option (`typer.Option`'s
+    ``parser``): a finite number (a whole one with ``whole``) from ``low`` to ``high``.
+
+    ``nan``, ``inf``, ``1e309``, an empty or a non-number value, or one out of range is a usage error
+    (exit code 2) whose message says what is expected, before any work starts.
+
+    Attributes:
+        low: The smallest value allowed (None: no bound).
+        high: The largest value allowed (None: no bound).
+        low_open: ``low`` itself is not allowed.
+        whole: Whole numbers only.
+    """
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    whole: bool = False
+
+    def expected(self) -> str:
+        """What the rule allows, in words (``a number above 0 and at most 30``)."""
+        kind = "a whole number" if self.whole else "a number"
+        low = None if self.low is None else f"{self.low:g}"
+        high = None if self.high is None else f"{self.high:g}"
+        if low is not None and high is not None:
+            if self.low_open:
+                return f"{kind} above {low} and at most {high}"
+            return f"{kind} from {low} to {high}"
+        if low is not None:
+            return f"{kind} above {low}" if self.low_open else f"{kind} of at least {low}"
+        if high is not None:
+            return f"{kind} of at most {high}"
+        return f"a finite {kind.split(' ', 1)[1]}" if not self.whole else kind
+
+    def __call__(self, value: Any) -> float | int:
+        """The value as a number, or `typer.BadParameter` saying what is expected."""
+        if isinstance(value, bool):
+            value = int(value)
+        text = value.strip() if isinstance(value, str) else value
+        try:
+            number: float | int = int(text) if self.whole and isinstance(text, str) else float(text)
+        except (TypeError, ValueError, OverflowError):
+            number = math.nan
+        if self.whole and isinstance(number, float) and number.is_integer():
+            number = int(number)
+        ok = not (isinstance(number, float) and (self.whole or not math.isfinite(number)))
+        if ok and self.low is not None:
+            ok = number > self.low if self.low_open else number >= self.low
+        if ok and self.high is not None:
+            ok = number <= self.high
+        if not ok:
+            raise typer.BadParameter(f"must be {self.expected()}, not {str(value)!r}")
+        return number
+
+
+# One rule per option; a command that has the option uses its alias (or the rule) below.
+KEYFRAME_FPS = NumberRule(0.1, 30)
+FRACTION = NumberRule(0, 1)
+SECONDS_P90 = NumberRule(0, 3600)
+TRACK_OFFSET = NumberRule(-86_400, 86_400)
+RUN_DURATION = NumberRule(0, 86_400, low_open=True)
+SETTLE_SECONDS = NumberRule(0, 3600)
+GIVE_UP_SECONDS = NumberRule(0, 86_400)
+WAIT_SECONDS = NumberRule(0, 3600)
+PRUNE_DAYS = NumberRule(0, 36_500)
+THREADS = NumberRule(0, 1024, whole=True)
+SEED = NumberRule(0, 2**32 - 1, whole=True)
+KEEP = NumberRule(0, 1_000_000_000, whole=True)
+QUERY_SECONDS = NumberRule(0, 86_400, low_open=True)
+ROWS = NumberRule(1, 1_000_000_000, whole=True)
+
+
+def sample_duration(shortest: float) -> NumberRule:
+    """``--duration`` of a generated pair: ``shortest`` seconds (the demo needs more) to an hour."""
+    return NumberRule(shortest, 3600)
+
+
+ThreadsOpt = Annotated[
+    int, typer.Option("--threads", help="Worker threads (0 = all cores).", parser=THREADS, metavar="INTEGER")
+]
+ReviewThresholdOpt = Annotated[
+    float,
+    typer.Option(
+        "--review-threshold",
+        parser=FRACTION,
+        metavar="FLOAT",
+        help="Markers below this confidence are flagged for review (0 to 1).",
+    ),
+]
+SettleOpt = Annotated[
+    float,
+    typer.Option(
+        "--settle",
+        parser=SETTLE_SECONDS,
+        metavar="SECONDS",
+        help="Seconds a file must stay unchanged before it counts as complete.",
+    ),
+]
+ForceOpt = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="Replace existing files mtbsync did not write there (never one of the command's inputs).",
+    ),
+]
 FastOpt = Annotated[bool, typer.Option("--fast", help="Faster, slightly less precise (fast preset).")]
 DeviceOpt = Annotated[
     str,
@@ -280,12 +388,20 @@ def clock_text(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}.{ms:03d}" if hours else f"{minutes}:{secs:02d}.{ms:03d}"
 
 
-def markers_table(markers: list[Any]) -> Table:
-    """Markers with their times as m:ss.fff (the CSV files keep seconds)."""
-    table = Table(title="Markers", title_justify="left", show_edge=False)
+# Most markers `markers_table` shows: a file of thousands is read in its CSV, not in a terminal.
+MARKERS_TABLE_ROWS = 50
+
+
+def markers_table(markers: list[Any], *, max_rows: int = MARKERS_TABLE_ROWS) -> Table:
+    """Markers with their times as m:ss.fff (the CSV files keep seconds); the first ``max_rows``."""
+    more = len(markers) - max_rows
+    caption = f"... and {more:,} more markers, in the markers CSV" if more > 0 else None
+    table = Table(
+        title="Markers", title_justify="left", show_edge=False, caption=caption, caption_justify="left"
+    )
     for column in ("name", "t_ref", "t_new", "confidence", "review"):
         table.add_column(column, justify="right" if column.startswith(("t_", "conf")) else "left")
-    for m in markers:
+    for m in markers[:max_rows]:
         if m.t_new is None:
             # Not placed is not "review": there is nothing in the new run to check.
             table.add_row(m.name, clock_text(m.t_ref), "-", "-", "[dim]not placed[/]")

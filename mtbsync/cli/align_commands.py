@@ -10,10 +10,17 @@ import typer
 from mtbsync.cli._common import (
     EXIT_NOT_ALIGNED,
     EXIT_OK,
+    FRACTION,
+    KEYFRAME_FPS,
+    RUN_DURATION,
+    SECONDS_P90,
+    TRACK_OFFSET,
     DbOption,
     DeviceOpt,
     FastOpt,
+    ForceOpt,
     PresetOpt,
+    ReviewThresholdOpt,
     ThreadsOpt,
     alignment_table,
     app,
@@ -30,7 +37,7 @@ from mtbsync.cli._common import (
 )
 from mtbsync.config import SyncConfig
 from mtbsync.errors import ConfigError, MtbsyncError, OutputError
-from mtbsync.io.files import refuse_overwriting_inputs
+from mtbsync.io.files import OutputPlan
 
 ChaptersOpt = Annotated[
     bool,
@@ -40,6 +47,42 @@ ChaptersOpt = Annotated[
         "(GX02xxxx, ...) found beside it as one timeline.",
     ),
 ]
+FpsOpt = Annotated[
+    float | None,
+    typer.Option("--fps", parser=KEYFRAME_FPS, metavar="FLOAT", help="Keyframes per second (0.1 to 30)."),
+]
+# The warp's gates, the same in `sync` and `warp`.
+MinInlierFracOpt = Annotated[
+    float | None,
+    typer.Option("--warp-min-inlier-frac", parser=FRACTION, metavar="FLOAT", help="Gate: verified share."),
+]
+MaxP90Opt = Annotated[
+    float | None,
+    typer.Option("--warp-max-p90", parser=SECONDS_P90, metavar="SECONDS", help="Gate: residual p90 (s)."),
+]
+MinCoverageOpt = Annotated[
+    float | None,
+    typer.Option("--warp-min-coverage", parser=FRACTION, metavar="FLOAT", help="Gate: coverage."),
+]
+
+# What `sync` writes into --out (`pipeline.sync`), with the kind each file is noted as.
+SYNC_FILES = (
+    ("pairs.csv", "pairs"),
+    ("warp.npz", "warp"),
+    ("timewarp.json", "timewarp"),
+    ("warp.csv", "dense-warp"),
+)
+SYNC_MARKERS_FILE = ("new_markers.csv", "new-markers")
+SYNC_PLOT_FILE = ("alignment.png", "plot")
+
+
+def plan_sync_outputs(plan: OutputPlan, out: Path, *, markers: bool, plot: bool) -> None:
+    """Check, before any decoding, every file a sync will write into ``out``."""
+    if out.exists() and not out.is_dir():
+        raise OutputError("is a file; --out needs a folder for the sync's files", path=out)
+    files = [*SYNC_FILES, *([SYNC_MARKERS_FILE] if markers else []), *([SYNC_PLOT_FILE] if plot else [])]
+    for name, kind in files:
+        plan.add(out / name, kind)
 
 
 def run_video(video: Path, join: bool) -> Path | list[Path]:
@@ -69,7 +112,7 @@ def index(
     out: Annotated[Path, typer.Option("--out", "-o", help="Index file to write (.npz).")] = Path(
         "ref_index.npz"
     ),
-    fps: Annotated[float, typer.Option("--fps", help="Keyframes per second.", min=0.1, max=30)] = 3.0,
+    fps: FpsOpt = 3.0,
     keyframes_only: Annotated[
         bool,
         typer.Option(
@@ -82,6 +125,7 @@ def index(
     threads: ThreadsOpt = 0,
     preset_name: PresetOpt = "default",
     db: DbOption = None,
+    force: ForceOpt = False,
 ) -> None:
     """Build the reference run's keyframe feature index."""
     from mtbsync.pipeline import build_index
@@ -99,7 +143,8 @@ def index(
         )
         video = run_video(reference, chapters)
         timer = StageTimer()
-        with results_shown(), progress_bars() as progress:
+        with OutputPlan([video], force=force) as plan, results_shown(), progress_bars() as progress:
+            plan.add(out, "index")
             result = build_index(video, out, config, timer=timer, progress=progress)
     for warning in result.report.warnings:
         err_console.print(f"[yellow]warning:[/] {warning}")
@@ -137,11 +182,11 @@ def sync(
     reference_markers: Annotated[
         Path | None, typer.Option("--reference-markers", help="Also transfer these markers.")
     ] = None,
-    review_threshold: Annotated[float, typer.Option("--review-threshold", min=0, max=1)] = 0.6,
-    min_inlier_frac: Annotated[float | None, typer.Option("--warp-min-inlier-frac", min=0, max=1)] = None,
-    max_p90: Annotated[float | None, typer.Option("--warp-max-p90", help="Seconds.", min=0)] = None,
-    min_coverage: Annotated[float | None, typer.Option("--warp-min-coverage", min=0, max=1)] = None,
-    fps: Annotated[float | None, typer.Option("--fps", help="Keyframes per second (no index).")] = None,
+    review_threshold: ReviewThresholdOpt = 0.6,
+    min_inlier_frac: MinInlierFracOpt = None,
+    max_p90: MaxP90Opt = None,
+    min_coverage: MinCoverageOpt = None,
+    fps: FpsOpt = None,
     plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Also write alignment.png.")] = True,
     reference_track: Annotated[
         Path | None, typer.Option("--reference-track", help="Reference run's GPS track (.gpx or .fit).")
@@ -153,6 +198,8 @@ def sync(
         float | None,
         typer.Option(
             "--track-offset",
+            parser=TRACK_OFFSET,
+            metavar="SECONDS",
             help="Seconds added to the track files' times (video time of the first point); "
             "default: estimated, applied only when confident.",
         ),
@@ -180,6 +227,7 @@ def sync(
         ),
     ] = "auto",
     db: DbOption = None,
+    force: ForceOpt = False,
 ) -> None:
     """Align a new run to the reference run; writes pairs.csv, warp.npz, warp.csv and timewarp.json."""
     from mtbsync.ingest.gpx import read_track_file
@@ -192,16 +240,18 @@ def sync(
         gates = {"min_inlier_frac": min_inlier_frac, "max_p90": max_p90, "min_coverage": min_coverage}
         config = config.with_overrides(gates={k: v for k, v in gates.items() if v is not None})
         config = with_alignment_options(config, features=features, dense=dense_warp)
-        if out.exists() and not out.is_dir():
-            raise OutputError("is a file; --out needs a folder for the sync's files", path=out)
         if track_offset is not None and not (reference_track or new_track):
             raise ConfigError("--track-offset applies to a --reference-track or --new-track file; none given")
+        reference_video, new_video = run_video(reference, chapters), run_video(new, chapters)
+        inputs = [reference_video, new_video, index_file, reference_markers, reference_track, new_track]
+        plan = OutputPlan(inputs, force=force)
+        # Every output checked before any decoding: a refused or unwritable --out costs nothing.
+        plan_sync_outputs(plan, out, markers=reference_markers is not None, plot=plot)
         markers = read_reference_markers(reference_markers) if reference_markers else None
         reference_gps = read_track_file(reference_track) if reference_track else None
         new_gps = read_track_file(new_track) if new_track else None
-        reference_video, new_video = run_video(reference, chapters), run_video(new, chapters)
         timer = StageTimer()
-        with results_shown(), progress_bars() as progress:
+        with plan, results_shown(), progress_bars() as progress:
             result = run_sync(
                 reference_video,
                 new_video,
@@ -262,17 +312,16 @@ def sync(
 def warp(
     pairs: Annotated[Path, typer.Option("--pairs", help="pairs.csv from `mtbsync sync` (or t_new,t_ref).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Warp file to write (.npz).")] = Path("warp.npz"),
-    new_duration: Annotated[float | None, typer.Option("--new-duration", help="Seconds.")] = None,
-    ref_duration: Annotated[float | None, typer.Option("--ref-duration", help="Seconds.")] = None,
-    min_inlier_frac: Annotated[
-        float | None, typer.Option("--warp-min-inlier-frac", min=0, max=1, help="Gate: verified share.")
+    new_duration: Annotated[
+        float | None, typer.Option("--new-duration", parser=RUN_DURATION, metavar="SECONDS", help="Seconds.")
     ] = None,
-    max_p90: Annotated[
-        float | None, typer.Option("--warp-max-p90", min=0, help="Gate: residual p90 (s).")
+    ref_duration: Annotated[
+        float | None, typer.Option("--ref-duration", parser=RUN_DURATION, metavar="SECONDS", help="Seconds.")
     ] = None,
-    min_coverage: Annotated[
-        float | None, typer.Option("--warp-min-coverage", min=0, max=1, help="Gate: coverage.")
-    ] = None,
+    min_inlier_frac: MinInlierFracOpt = None,
+    max_p90: MaxP90Opt = None,
+    min_coverage: MinCoverageOpt = None,
+    force: ForceOpt = False,
 ) -> None:
     """Fit the monotone warp to a pairs file (e.g. after editing pairs by hand)."""
     from mtbsync.pipeline import refit_warp
@@ -280,8 +329,12 @@ def warp(
     with user_errors():
         gates = {"min_inlier_frac": min_inlier_frac, "max_p90": max_p90, "min_coverage": min_coverage}
         config = SyncConfig().with_overrides(gates={k: v for k, v in gates.items() if v is not None})
-        refuse_overwriting_inputs(out, pairs)
-        fitted, written = refit_warp(pairs, out, config, new_duration=new_duration, ref_duration=ref_duration)
+        with OutputPlan([pairs, pairs.with_name("timewarp.json")], force=force) as plan:
+            plan.add(out, "warp")
+            plan.add(out.with_name(out.stem + ".timewarp.json"), "timewarp")  # `refit_warp` writes it too
+            fitted, written = refit_warp(
+                pairs, out, config, new_duration=new_duration, ref_duration=ref_duration
+            )
     console.print(alignment_table(fitted))
     console.print("Wrote " + ", ".join(str(p) for p in written))
     raise typer.Exit(EXIT_OK if fitted.ok else EXIT_NOT_ALIGNED)
@@ -295,6 +348,7 @@ def _transfer(
     refine: bool,
     device: str,
     db: Path | None = None,
+    force: bool = False,
 ) -> None:
     from mtbsync.align.warp import load_warp
     from mtbsync.io.video import video_label
@@ -302,8 +356,8 @@ def _transfer(
     from mtbsync.pipeline import transfer_with_refinement, videos_of_warp
     from mtbsync.timing import StageTimer
 
-    with user_errors():
-        refuse_overwriting_inputs(out, reference_markers, warp_file)
+    with user_errors(), OutputPlan([reference_markers, warp_file], force=force) as plan:
+        plan.add(out, "new-markers")
         config = build_config("default", False, 0, device)
         markers = read_reference_markers(reference_markers)
         fitted = load_warp(warp_file)
@@ -346,21 +400,17 @@ def transfer(
     ],
     warp_file: Annotated[Path, typer.Option("--warp", help="warp.npz or timewarp.json from `mtbsync sync`.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Markers CSV to write.")] = Path("new_markers.csv"),
-    review_threshold: Annotated[
-        float,
-        typer.Option(
-            "--review-threshold", min=0, max=1, help="Markers below this confidence are flagged for review."
-        ),
-    ] = 0.6,
+    review_threshold: ReviewThresholdOpt = 0.6,
     refine: Annotated[
         bool,
         typer.Option("--refine/--no-refine", help="Time markers at full frame rate when the videos exist."),
     ] = True,
     device: DeviceOpt = "auto",
     db: DbOption = None,
+    force: ForceOpt = False,
 ) -> None:
     """Carry the reference run's markers onto the new run through the warp."""
-    _transfer(reference_markers, warp_file, out, review_threshold, refine, device, db)
+    _transfer(reference_markers, warp_file, out, review_threshold, refine, device, db, force)
 
 
 @app.command("transfer-markers")
@@ -368,18 +418,14 @@ def transfer_markers_alias(
     ref_markers: Annotated[Path, typer.Option("--ref-markers", help="name,t_ref[,colour][,comment]")],
     timewarp_json: Annotated[Path, typer.Option("--timewarp-json", help="timewarp.json or warp.npz.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Markers CSV to write.")] = Path("new_markers.csv"),
-    review_threshold: Annotated[
-        float,
-        typer.Option(
-            "--review-threshold", min=0, max=1, help="Markers below this confidence are flagged for review."
-        ),
-    ] = 0.6,
+    review_threshold: ReviewThresholdOpt = 0.6,
     refine: Annotated[bool, typer.Option("--refine/--no-refine")] = True,
     device: DeviceOpt = "auto",
     db: DbOption = None,
+    force: ForceOpt = False,
 ) -> None:
     """Alias of `transfer` with the option names of earlier versions."""
-    _transfer(ref_markers, timewarp_json, out, review_threshold, refine, device, db)
+    _transfer(ref_markers, timewarp_json, out, review_threshold, refine, device, db, force)
 
 
 @app.command()
@@ -389,6 +435,7 @@ def plot(
     out: Annotated[Path, typer.Option("--out", "-o", help="PNG to write.")] = Path("alignment.png"),
     markers: Annotated[Path | None, typer.Option("--markers", help="new_markers.csv to draw.")] = None,
     truth: Annotated[Path | None, typer.Option("--truth", help="t_new,t_ref truth CSV to draw.")] = None,
+    force: ForceOpt = False,
 ) -> None:
     """Draw the alignment: pairs, fitted warp, confidence bands and markers (PNG)."""
     import numpy as np
@@ -398,7 +445,8 @@ def plot(
     from mtbsync.markers import read_new_markers
     from mtbsync.plot import plot_alignment
 
-    with user_errors():
+    with user_errors(), OutputPlan([pairs, warp_file, markers, truth], force=force) as plan:
+        plan.add(out, "plot")
         truth_arr = None
         if truth is not None:
             try:

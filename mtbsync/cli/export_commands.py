@@ -9,13 +9,15 @@ import typer
 
 from mtbsync.cli._common import (
     DbOption,
+    ForceOpt,
     app,
     console,
     err_console,
     user_errors,
 )
-from mtbsync.io.files import refuse_overwriting_inputs
+from mtbsync.io.files import OutputPlan
 
+# Checked by `FrameRate.from_string` (one red line for nan, 0, 12.5 ... like every export error).
 ExportFpsOpt = Annotated[
     str | None,
     typer.Option("--fps", help="Frame rate (29.97, 30000/1001, 25); default: the new video's rate."),
@@ -41,14 +43,16 @@ def _export(
     reel: str,
     video: Path | None,
     db: Path | None = None,
+    force: bool = False,
 ) -> None:
     from mtbsync.cli.store_commands import record_results
-    from mtbsync.export import export_markers_file
+    from mtbsync.export import FORMATS, export_markers_file, find_new_chapters
     from mtbsync.library.runs import record_export
 
-    with user_errors():
-        if out is not None:
-            refuse_overwriting_inputs(out, markers, video)
+    spec = FORMATS.get(fmt.strip().lower())
+    with user_errors(), OutputPlan(_inputs_of(markers, video), force=force) as plan:
+        if spec is not None:  # (an unknown format is the library's one line)
+            out = plan.add(out if out is not None else spec.default_name(markers), f"export-{spec.name}")
         result = export_markers_file(
             markers, fmt, out, fps=fps, ndf=ndf, start_timecode=start_tc, reel=reel, video=video
         )
@@ -70,8 +74,6 @@ def _export(
         highlight=False,
         soft_wrap=True,
     )
-    from mtbsync.export import find_new_chapters
-
     chapters = find_new_chapters(markers) if video is None else ()
     if chapters:
         # Editors see the chapter files one by one; the markers are timed on the recording they make.
@@ -83,6 +85,13 @@ def _export(
             soft_wrap=True,
         )
     record_results(db, f"the export {result.path.name}", lambda c: record_export(c, result, markers))
+
+
+def _inputs_of(markers: Path, video: Path | None) -> list[Path | None]:
+    """What an export reads: the markers, the video, and the timewarp.json (and chapters) beside them."""
+    from mtbsync.export import find_new_chapters
+
+    return [markers, video, markers.with_name("timewarp.json"), *find_new_chapters(markers)]
 
 
 @app.command("export")
@@ -106,20 +115,36 @@ def export(
         ),
     ] = False,
     db: DbOption = None,
+    force: ForceOpt = False,
 ) -> None:
     """Export transferred markers for an editor (Resolve, Premiere, Final Cut Pro, Avid, CSV)."""
     if per_chapter:
-        _export_per_chapter(fmt, markers, out, fps, ndf, start_tc, reel)
+        _export_per_chapter(fmt, markers, out, fps, ndf, start_tc, reel, force)
         return
-    _export(fmt, markers, out, fps, ndf, start_tc, reel, video, db)
+    _export(fmt, markers, out, fps, ndf, start_tc, reel, video, db, force)
 
 
 def _export_per_chapter(
-    fmt: str, markers: Path, out: Path | None, fps: str | None, ndf: bool, start_tc: str, reel: str
+    fmt: str,
+    markers: Path,
+    out: Path | None,
+    fps: str | None,
+    ndf: bool,
+    start_tc: str,
+    reel: str,
+    force: bool = False,
 ) -> None:
-    from mtbsync.export import export_markers_per_chapter
+    from mtbsync.export import FORMATS, export_markers_per_chapter, find_new_chapters
 
-    with user_errors():
+    spec = FORMATS.get(fmt.strip().lower())
+    with user_errors(), OutputPlan(_inputs_of(markers, None), force=force) as plan:
+        folder = out if out is not None else markers.parent
+        if spec is not None:
+            # Every chapter's file (`export_markers_per_chapter` names them so; a chapter without a
+            # placed marker gets none, but is checked all the same).
+            for chapter in find_new_chapters(markers):
+                name = f"{markers.stem}.{chapter.stem}{spec.default_suffix or spec.suffix}"
+                plan.add(folder / name, f"export-{spec.name}")
         results = export_markers_per_chapter(
             markers, fmt, out, fps=fps, ndf=ndf, start_timecode=start_tc, reel=reel
         )
@@ -147,6 +172,7 @@ def export_markers_preset(
     start_tc: ExportStartOpt = "01:00:00:00",
     video: ExportVideoOpt = None,
     db: DbOption = None,
+    force: ForceOpt = False,
 ) -> None:
     """Export transferred markers with an editor preset (same as `mtbsync export`)."""
-    _export(preset_name, markers, out, fps, ndf, start_tc, "001", video, db)
+    _export(preset_name, markers, out, fps, ndf, start_tc, "001", video, db, force)

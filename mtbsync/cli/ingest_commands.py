@@ -11,7 +11,10 @@ import typer
 from rich.table import Table
 
 from mtbsync.cli._common import (
+    GIVE_UP_SECONDS,
+    WAIT_SECONDS,
     DbOption,
+    SettleOpt,
     app,
     console,
     duration_text,
@@ -21,10 +24,6 @@ from mtbsync.cli._common import (
 )
 from mtbsync.errors import CardError, ConfigError
 
-SettleOpt = Annotated[
-    float,
-    typer.Option("--settle", min=0, help="Seconds a file must stay unchanged before it counts as complete."),
-]
 FolderArg = Annotated[Path, typer.Argument(help="Card or dump folder (searched recursively for DCIM media).")]
 
 _STATUS_STYLE = {
@@ -86,14 +85,38 @@ def ingest(
     folder: FolderArg,
     db: DbOption = None,
     settle: SettleOpt = 2.0,
+    wait: Annotated[
+        float,
+        typer.Option(
+            "--wait",
+            parser=WAIT_SECONDS,
+            metavar="SECONDS",
+            help="Longest time to wait for files changed in the last --settle seconds (a card just "
+            "copied) before ingesting; 0: skip them.",
+        ),
+    ] = 60.0,
 ) -> None:
     """Ingest a card dump into the catalog (chapters joined, GPS and HiLights read; never modifies media)."""
     from mtbsync.library.ingest import ingest_directory
     from mtbsync.store.catalog import Catalog
 
+    waited = False
+
+    def waiting(files: list[Path], seconds: float) -> None:
+        nonlocal waited
+        waited = True
+        err_console.print(
+            f"[yellow]note:[/] {len(files)} file(s) changed in the last {settle:g} s (a copy just "
+            f"finished?): waiting {seconds:.1f} s for them to settle (at most --wait {wait:g} s)",
+            highlight=False,
+            soft_wrap=True,
+        )
+
     with user_errors(), Catalog.open(_catalog_path(db)) as catalog:
         with progress_bars() as progress:
-            report = ingest_directory(folder, catalog, progress=progress, settle_s=settle)
+            report = ingest_directory(
+                folder, catalog, progress=progress, settle_s=settle, wait_s=wait, on_wait=waiting
+            )
         db_path = catalog.path
     if not report.outcomes:
         console.print(f"No GoPro or MP4 recordings found in {folder}.")
@@ -106,9 +129,12 @@ def ingest(
         f"{len(report.quarantined)} quarantined, {len(report.incomplete)} still being written -> {db_path}"
     )
     if report.incomplete:
+        still = f"changed in the last {settle:g} s"
+        if waited:
+            still = f"kept changing while mtbsync waited (--wait {wait:g} s)"
         err_console.print(
-            f"[yellow]note:[/] {len(report.incomplete)} recording(s) changed in the last {settle:g} s and "
-            "may still be copying: run `mtbsync ingest` again when the copy is done (or use `mtbsync watch`)",
+            f"[yellow]note:[/] {len(report.incomplete)} recording(s) {still} and may still be copying: "
+            "run `mtbsync ingest` again when the copy is done (or use `mtbsync watch`)",
             highlight=False,
             soft_wrap=True,
         )
@@ -124,7 +150,10 @@ def watch(
     give_up: Annotated[
         float,
         typer.Option(
-            "--give-up", min=0, help="Seconds an unchanged, unreadable MP4 waits before quarantine."
+            "--give-up",
+            parser=GIVE_UP_SECONDS,
+            metavar="SECONDS",
+            help="Seconds an unchanged, unreadable MP4 waits before quarantine.",
         ),
     ] = 30.0,
     poll: Annotated[

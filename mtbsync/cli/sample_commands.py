@@ -11,22 +11,34 @@ from rich.table import Table
 from mtbsync.cli._common import (
     EXIT_NOT_ALIGNED,
     EXIT_OK,
+    SEED,
+    ForceOpt,
     ThreadsOpt,
     alignment_table,
     app,
     build_config,
     console,
     progress_bars,
+    sample_duration,
     timings_table,
     user_errors,
 )
 from mtbsync.cli.store_commands import frame_table
+from mtbsync.io.files import OutputPlan
 
 _DEMO_SPLITS_SQL = """
 SELECT from_marker || ' -> ' || to_marker AS split, round(split_s, 2) AS "new run s",
        round(reference_split_s, 2) AS "reference s", round(delta_s, 2) AS "delta s"
 FROM splits WHERE trail = 'Demo trail' AND NOT is_reference ORDER BY split_no
 """
+
+
+def _plan_sample(plan: OutputPlan, out: Path) -> None:
+    """Check the files a sample pair writes into ``out`` (a pair made there before is replaced or reused)."""
+    from mtbsync.samples.synth import _pair_paths  # the one list of the pair's file names
+
+    for path in _pair_paths(out).values():
+        plan.add(path, "sample", replace_media=True)
 
 
 def splits_table(splits: Any) -> Table:
@@ -38,15 +50,22 @@ def splits_table(splits: Any) -> Table:
 def sample(
     out: Annotated[Path, typer.Argument(help="Folder for the generated pair.")] = Path("sample"),
     duration: Annotated[
-        float, typer.Option("--duration", min=4, help="Seconds of the reference run.")
+        float,
+        typer.Option(
+            "--duration", parser=sample_duration(4), metavar="SECONDS", help="Seconds of the reference run."
+        ),
     ] = 30.0,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the generated trail.")] = 0,
+    seed: Annotated[
+        int, typer.Option("--seed", parser=SEED, metavar="INTEGER", help="Seed of the generated trail.")
+    ] = 0,
     different_trail: Annotated[bool, typer.Option("--different-trail", help="A pair of two trails.")] = False,
+    force: ForceOpt = False,
 ) -> None:
     """Generate a sample pair (reference + time-warped new run) with known truth."""
     from mtbsync.samples import make_different_trail_pair, make_sample_pair
 
-    with user_errors():
+    with user_errors(), OutputPlan(force=force) as plan:
+        _plan_sample(plan, out)
         maker = make_different_trail_pair if different_trail else make_sample_pair
         pair = maker(out, duration_s=duration, seed=seed)
     console.print(f"Wrote {pair.reference}, {pair.new} and truth files in {pair.directory}")
@@ -56,11 +75,16 @@ def sample(
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Working folder.")] = Path("demo_out"),
     duration: Annotated[
-        float, typer.Option("--duration", min=6, help="Seconds of the reference run.")
+        float,
+        typer.Option(
+            "--duration", parser=sample_duration(6), metavar="SECONDS", help="Seconds of the reference run."
+        ),
     ] = 30.0,
     threads: ThreadsOpt = 0,
+    force: ForceOpt = False,
 ) -> None:
     """Generate a sample pair, run index -> sync -> transfer into a catalog, and score the markers."""
+    from mtbsync.cli.align_commands import plan_sync_outputs
     from mtbsync.evaluate import read_truth_markers, score_markers
     from mtbsync.library.runs import open_catalog, record_sync, record_video
     from mtbsync.markers import read_reference_markers
@@ -69,8 +93,11 @@ def demo(
     from mtbsync.samples import make_sample_pair, read_truth
     from mtbsync.timing import StageTimer
 
-    with user_errors():
+    with user_errors(), OutputPlan(force=force) as plan:
         config = build_config("default", False, threads, "auto")
+        _plan_sample(plan, out)
+        plan.add(out / "ref_index.npz", "index")
+        plan_sync_outputs(plan, out / "sync", markers=True, plot=True)
         console.print(f"Generating a {duration:.0f} s sample pair in {out}/ ...")
         pair = make_sample_pair(out, duration_s=duration)
         reference_markers = read_reference_markers(pair.reference_markers_csv)

@@ -9,10 +9,13 @@ from typing import Annotated
 import typer
 
 from mtbsync.cli._common import (
+    QUERY_SECONDS,
     DbOption,
     DeviceOpt,
     FastOpt,
     PresetOpt,
+    ReviewThresholdOpt,
+    SettleOpt,
     ThreadsOpt,
     app,
     build_config,
@@ -56,7 +59,7 @@ def preview(
     port: PortOpt = 8000,
     token: TokenOpt = None,
     open_browser: OpenOpt = True,
-    review_threshold: Annotated[float, typer.Option("--review-threshold", min=0, max=1)] = 0.6,
+    review_threshold: ReviewThresholdOpt = 0.6,
     chapters: ChaptersOpt = True,
     fast: FastOpt = False,
     threads: ThreadsOpt = 0,
@@ -109,8 +112,8 @@ def preview(
             err_console.print("Making H.264 copies for the browser (HEVC does not play there)...")
             source.prepare_media()
         server = ApiServer(fastapi_app, host=host, port=port, log_level="warning").bind()
-    local = host in ("127.0.0.1", "localhost", "::1")
-    url = f"{server.url}/" if local else f"{server.url}/#token={token_value}"
+    # The token travels only in this URL's fragment: the page trades it for a session cookie.
+    url = f"{server.url}/#token={token_value}"
     for role, info in (("reference", source.ref_info), ("new", source.new_info)):
         joined = chapters_line(role, {"chapters": info.chapters, "duration": info.duration})
         if joined:
@@ -190,14 +193,22 @@ def serve(
     workers: Annotated[
         int, typer.Option("--workers", "-w", min=1, max=64, help="Runs processed at the same time.")
     ] = 1,
-    settle: Annotated[
-        float, typer.Option("--settle", min=0, help="Seconds a copied file must stay unchanged.")
-    ] = 2.0,
+    settle: SettleOpt = 2.0,
     poll: Annotated[
         bool, typer.Option("--poll", help="Poll the library instead of OS notifications (network shares).")
     ] = False,
     open_browser: OpenOpt = False,
-    review_threshold: Annotated[float, typer.Option("--review-threshold", min=0, max=1)] = 0.6,
+    review_threshold: ReviewThresholdOpt = 0.6,
+    sql_timeout: Annotated[
+        float,
+        typer.Option(
+            "--sql-timeout",
+            parser=QUERY_SECONDS,
+            metavar="SECONDS",
+            envvar="MTBSYNC_SQL_TIMEOUT",
+            help="Seconds a query of POST /api/sql (and `mtbsync sql` meanwhile) may run.",
+        ),
+    ] = 10.0,
     fast: FastOpt = False,
     threads: ThreadsOpt = 0,
     device: DeviceOpt = "auto",
@@ -231,12 +242,13 @@ def serve(
             settle_s=settle,
             review_threshold=review_threshold,
             force_polling=True if poll else None,
+            sql_timeout_s=sql_timeout,
         )
         service.start()
     # `kill` (SIGTERM) stops as cleanly as Ctrl-C: running jobs resume on the next start either way.
     signal.signal(signal.SIGTERM, _interrupt)
-    local = host in ("127.0.0.1", "localhost", "::1")
-    url = f"{service.url}/" if local else f"{service.url}/#token={service.token}"
+    # The token travels only in this URL's fragment: the page trades it for a session cookie.
+    url = f"{service.url}/#token={service.token}"
     console.print(
         f"[bold]mtbsync serve[/] {service.library} ({workers} worker{'s' if workers > 1 else ''}): "
         f"[link={url}]{url}[/link]",

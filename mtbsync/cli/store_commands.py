@@ -15,8 +15,13 @@ import typer
 from rich.table import Table
 
 from mtbsync.cli._common import (
+    KEEP,
+    PRUNE_DAYS,
+    QUERY_SECONDS,
+    ROWS,
     DbOption,
     FastOpt,
+    ForceOpt,
     app,
     build_config,
     console,
@@ -48,18 +53,22 @@ def _db_path(db: Path | None) -> Path:
     return Path(db).expanduser() if db is not None else default_db_path()
 
 
-def _read(db: Path | None, sql: str, max_rows: int) -> Any:
-    """Rows of a read-only query: through a running service, else from the file opened read-only."""
+def _read(db: Path | None, sql: str, max_rows: int, timeout_s: float | None = None) -> Any:
+    """Rows of a read-only query: through a running service, else from the file opened read-only.
+
+    ``timeout_s``: the query's time budget (None: the default; a service never grants more than its own).
+    """
     from mtbsync.store.catalog import Catalog
-    from mtbsync.store.queries import run_sql
+    from mtbsync.store.queries import DEFAULT_TIMEOUT_S, run_sql
     from mtbsync.store.service_file import query_service, read_live_service
 
     path = _db_path(db)
     service = read_live_service(path)
     if service is not None:
-        return query_service(service, sql, max_rows=max_rows)
+        return query_service(service, sql, max_rows=max_rows, query_timeout_s=timeout_s)
     with Catalog.open(path, read_only=True) as catalog:
-        return run_sql(catalog, sql, max_rows=max_rows)
+        budget = DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s
+        return run_sql(catalog, sql, max_rows=max_rows, timeout_s=budget)
 
 
 def _open_for_write(db: Path | None) -> Any:
@@ -123,6 +132,21 @@ def _flat(frame: Any) -> Any:
     )
 
 
+def _spreadsheet_safe(frame: Any, fmt: str) -> Any:
+    """For ``--format csv``: text cells (run, trail and file names) never start like a spreadsheet
+    formula (`mtbsync.io.csvfile.spreadsheet_text`); other formats unchanged."""
+    if fmt.lower() != "csv":
+        return frame
+    import polars as pl
+
+    from mtbsync.io.csvfile import spreadsheet_text
+
+    text = [name for name, dtype in frame.schema.items() if dtype == pl.String]
+    return frame.with_columns(
+        pl.col(name).map_elements(spreadsheet_text, return_dtype=pl.String) for name in text
+    )
+
+
 def _emit(frame: Any, fmt: str, out: Path | None, title: str | None = None) -> None:
     from mtbsync.io.files import atomic_write_bytes, atomic_write_text
 
@@ -164,19 +188,34 @@ def sql(
     fmt: FormatOpt = "table",
     out: OutOpt = None,
     write: Annotated[bool, typer.Option("--write", help="Allow statements that change the catalog.")] = False,
-    max_rows: Annotated[int, typer.Option("--max-rows", min=1, help="Most rows to return.")] = 10_000,
+    max_rows: Annotated[
+        int, typer.Option("--max-rows", parser=ROWS, metavar="INTEGER", help="Most rows to return.")
+    ] = 10_000,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--timeout",
+            parser=QUERY_SECONDS,
+            metavar="SECONDS",
+            help="Seconds the query may run before it is stopped (reads: 10; --write: no limit).",
+        ),
+    ] = None,
     db: DbOption = None,
+    force: ForceOpt = False,
 ) -> None:
     """Ask the catalog anything in SQL (tables: runs, trails, markers, alignments, stage_timings, ...)."""
+    from mtbsync.io.files import OutputPlan
     from mtbsync.store.queries import run_sql
 
-    with user_errors():
+    with user_errors(), OutputPlan([db], force=force) as plan:
+        if out is not None:
+            plan.add(out, f"table-{fmt.lower()}")
         if write:
             with _open_for_write(db) as catalog:
-                frame = run_sql(catalog, query, write=True, max_rows=max_rows)
+                frame = run_sql(catalog, query, write=True, max_rows=max_rows, timeout_s=timeout)
         else:
-            frame = _read(db, query, max_rows)
-        _emit(frame, fmt, out)
+            frame = _read(db, query, max_rows, timeout)
+        _emit(_spreadsheet_safe(frame, fmt), fmt, out)
 
 
 @app.command()
@@ -185,18 +224,22 @@ def runs(
     fmt: FormatOpt = "table",
     out: OutOpt = None,
     db: DbOption = None,
+    force: ForceOpt = False,
 ) -> None:
     """List the runs in the catalog, newest first."""
+    from mtbsync.io.files import OutputPlan
     from mtbsync.store.queries import runs_sql
 
-    with user_errors():
+    with user_errors(), OutputPlan([db], force=force) as plan:
+        if out is not None:
+            plan.add(out, f"table-{fmt.lower()}")
         frame = _read(db, runs_sql(trail), 10_000)
         if fmt.lower() == "table" and out is None and len(frame):
             # The raw view is for CSV/JSON; on the terminal a run reads as a rider says it.
             console.print(runs_table(frame))
             console.print(f"[dim]{len(frame)} runs[/]", highlight=False)
             return
-        _emit(frame, fmt, out, "Runs")
+        _emit(_spreadsheet_safe(frame, fmt), fmt, out, "Runs")
 
 
 def runs_table(frame: Any) -> Table:
@@ -243,21 +286,32 @@ def runs_table(frame: Any) -> Table:
 
 
 @app.command()
-def trails(fmt: FormatOpt = "table", out: OutOpt = None, db: DbOption = None) -> None:
+def trails(
+    fmt: FormatOpt = "table", out: OutOpt = None, db: DbOption = None, force: ForceOpt = False
+) -> None:
     """List the trails with their reference run and number of runs."""
+    from mtbsync.io.files import OutputPlan
     from mtbsync.store.queries import TRAILS_SQL
 
-    with user_errors():
-        _emit(_read(db, TRAILS_SQL, 10_000), fmt, out, "Trails")
+    with user_errors(), OutputPlan([db], force=force) as plan:
+        if out is not None:
+            plan.add(out, f"table-{fmt.lower()}")
+        _emit(_spreadsheet_safe(_read(db, TRAILS_SQL, 10_000), fmt), fmt, out, "Trails")
 
 
 @app.command()
 def prune(
     keep: Annotated[
-        int | None, typer.Option("--keep", min=0, help="Keep the newest N timings of each stage of each run.")
+        int | None,
+        typer.Option(
+            "--keep", parser=KEEP, metavar="N", help="Keep the newest N timings of each stage of each run."
+        ),
     ] = None,
     older_than: Annotated[
-        float | None, typer.Option("--older-than", min=0, help="Drop telemetry older than DAYS.")
+        float | None,
+        typer.Option(
+            "--older-than", parser=PRUNE_DAYS, metavar="DAYS", help="Drop telemetry older than DAYS."
+        ),
     ] = None,
     db: DbOption = None,
 ) -> None:

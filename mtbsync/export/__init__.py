@@ -60,6 +60,8 @@ class ExportFormat:
         description: One line for ``--help``.
         render: Markers placed on frames + options -> file text.
         merge_same_frame: The format holds one marker per frame (markers on one frame are merged).
+        default_suffix: What `mtbsync export` adds to the markers CSV's name without ``--out``:
+            one per format, so that two formats never write over each other (default: ``suffix``).
     """
 
     name: str
@@ -67,10 +69,21 @@ class ExportFormat:
     description: str
     render: Callable[[PreparedMarkers, ExportOptions], str]
     merge_same_frame: bool = False
+    default_suffix: str = ""
+
+    def default_name(self, markers_csv: Path) -> Path:
+        """The file an export of ``markers_csv`` writes without ``--out`` (``new_markers.resolve.edl``)."""
+        return markers_csv.with_name(markers_csv.stem + (self.default_suffix or self.suffix))
 
 
 FORMATS: dict[str, ExportFormat] = {
-    "csv": ExportFormat("csv", ".csv", "CSV: name, timecode, frame, seconds, colour, ...", csv_format.render),
+    "csv": ExportFormat(
+        "csv",
+        ".csv",
+        "CSV: name, timecode, frame, seconds, colour, ...",
+        csv_format.render,
+        default_suffix=".export.csv",
+    ),
     "edl": ExportFormat("edl", ".edl", "CMX 3600 EDL with Avid * LOC: locators", edl.render),
     "resolve-edl": ExportFormat(
         "resolve-edl",
@@ -78,6 +91,7 @@ FORMATS: dict[str, ExportFormat] = {
         "DaVinci Resolve marker EDL (Timeline Markers from EDL)",
         partial(edl.render, flavour="resolve"),
         merge_same_frame=True,
+        default_suffix=".resolve.edl",
     ),
     "fcpxml": ExportFormat("fcpxml", ".fcpxml", "Final Cut Pro XML 1.10", fcpxml.render),
     "premiere": ExportFormat("premiere", ".xml", "Premiere Pro (FCP 7 XML, xmeml)", premiere.render),
@@ -224,8 +238,9 @@ def export_markers_file(
     Args:
         markers_csv: new_markers.csv from ``mtbsync transfer`` / ``sync``.
         fmt: A key of `FORMATS`.
-        out: The file to write; default: the CSV's path with the format's suffix
-            (``new_markers.edl``; ``new_markers.export.csv`` for csv).
+        out: The file to write; default: the CSV's path with the format's own suffix
+            (`ExportFormat.default_name`: ``new_markers.edl``, ``new_markers.resolve.edl``,
+            ``new_markers.export.csv`` ...).
         fps: Frame rate (``29.97``, ``30000/1001``, ``25``).
         ndf: Non-drop-frame timecode at 29.97 / 59.94 (drop-frame by default there).
         start_timecode: Timecode of the video's first frame on the timeline.
@@ -287,8 +302,7 @@ def export_markers_file(
         video_size=(info.width, info.height) if info is not None else None,
     )
     if out is None:
-        suffix = ".export.csv" if spec.name == "csv" else spec.suffix
-        out = markers_csv.with_name(markers_csv.stem + suffix)
+        out = spec.default_name(markers_csv)
     if Path(out).resolve() == markers_csv.resolve():
         raise ExportError("the export would overwrite the markers file it reads", path=out)
     return export_markers(markers, spec.name, out, options)
@@ -344,7 +358,7 @@ def export_markers_per_chapter(
     timeline = probe(chapters).timeline
     out_dir = Path(out_dir) if out_dir is not None else markers_csv.parent
     out_dir.mkdir(parents=True, exist_ok=True)
-    suffix = ".export.csv" if spec.name == "csv" else spec.suffix
+    suffix = spec.default_suffix or spec.suffix
     by_chapter: dict[int, list[TransferredMarker]] = {}
     for marker in markers:
         if marker.t_new is not None:

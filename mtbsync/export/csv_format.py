@@ -5,7 +5,9 @@ record timecode (start timecode + frame), ``frame`` counts from the video's firs
 ``seconds`` is the marker's time in the new video (3 decimals; the last frame's time when clamped),
 ``needs_review`` is ``true``/``false``, and ``comment`` is the marker's note (``REVIEW`` first when it
 needs review). UTF-8 without a BOM, ``\\n`` line ends, RFC 4180 quoting: a field with a comma, a quote
-or a line break is quoted, quotes doubled; names are kept exactly.
+or a line break is quoted, quotes doubled. A text field (name, colour, comment) that a spreadsheet
+would run as a formula (``=``, ``+``, ``-``, ``@``, tab or carriage return first) gets a leading ``'``
+(`mtbsync.io.csvfile.spreadsheet_text`; mtbsync's readers take it off again); numbers stay numbers.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from mtbsync.export.common import ExportOptions, PreparedMarkers, prepare
+from mtbsync.io.csvfile import spreadsheet_text
 from mtbsync.markers.model import TransferredMarker
 
 HEADER = ("name", "timecode", "frame", "seconds", "colour", "confidence", "needs_review", "comment")
@@ -41,14 +44,14 @@ def render(prepared: PreparedMarkers, options: ExportOptions) -> str:
     for m in prepared.markers:
         rows.append(
             (
-                m.name,
+                spreadsheet_text(m.name),
                 options.rate.frames_to_timecode(start + m.frame),
                 str(m.frame),
                 f"{m.seconds:.3f}",
-                m.colour,
+                spreadsheet_text(m.colour),
                 f"{m.confidence:.3f}",
                 "true" if m.needs_review else "false",
-                m.note,
+                spreadsheet_text(m.note),
             )
         )
     return "".join(",".join(_field(v) for v in row) + "\n" for row in rows)

@@ -81,6 +81,57 @@ def is_media_file(path: str | Path) -> bool:
     return not p.name.startswith(".") and p.suffix.lower() in MEDIA_EXTENSIONS
 
 
+def wait_until_settled(
+    paths: Iterable[str | Path],
+    settle_s: float,
+    max_wait_s: float,
+    *,
+    on_wait: Callable[[list[Path], float], None] | None = None,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[Path]:
+    """Wait until no file of ``paths`` was modified in the last ``settle_s`` seconds, for at most
+    ``max_wait_s`` (a one-shot ingest right after a copy waits out the settle time this way).
+
+    The test is the one the ingest applies (modified at least ``settle_s`` ago by the wall clock), so
+    a file this lets through is not then skipped as "still being written". Files that keep changing
+    (a copy still running), or carry a modification time in the future, are still too recent when the
+    time is up and are returned; when no file can settle within the time left, it returns at once.
+
+    Args:
+        paths: The files (missing ones are ignored: the ingest reports them).
+        settle_s: Seconds a file must have stayed unchanged.
+        max_wait_s: The longest wait in seconds (0: do not wait).
+        on_wait: Called once, before the first wait, with the files still too recent and the seconds
+            until they settle if unchanged (a front end says why it pauses).
+        clock: Wall-clock seconds (file times are wall-clock times); injectable for tests.
+        sleep: Sleeps so many seconds; injectable for tests.
+
+    Returns:
+        The files still modified less than ``settle_s`` ago when the time was up, sorted.
+    """
+    paths = [Path(p) for p in paths]
+    deadline = clock() + max(0.0, max_wait_s)
+    told = False
+    while True:
+        now = clock()
+        recent: dict[Path, float] = {}
+        for path in paths:
+            state = file_state(path)
+            if state is not None and now - state.mtime_ns / 1e9 < settle_s:
+                recent[path] = state.mtime_ns / 1e9
+        # Those that can settle in time (a file changed a moment ago, with a settle time longer
+        # than the wait, cannot: then there is nothing to wait for).
+        in_time = [t for t in recent.values() if t + settle_s <= deadline]
+        if not in_time or now >= deadline:
+            return sorted(recent)
+        until = max(in_time) + settle_s  # the newest of them settles then (re-checked: it may change)
+        if not told and on_wait is not None:
+            on_wait(sorted(recent), until - now)
+            told = True
+        sleep(max(0.05, until - now))
+
+
 @dataclass
 class _Pending:
     state: FileState

@@ -111,3 +111,44 @@ def cell(fields: list[str], columns: dict[str, int], name: str) -> str:
     the row is short (readers then report the missing value with its line)."""
     k = columns.get(name)
     return fields[k].strip() if k is not None and k < len(fields) else ""
+
+
+# A spreadsheet takes a cell starting with one of these for a formula (OWASP "CSV injection"):
+# ``=HYPERLINK(...)`` in a marker name would run when an editor opens the export.
+FORMULA_STARTS = frozenset("=+-@\t\r")
+_TEXT_MARK = "'"
+
+
+def spreadsheet_text(text: str) -> str:
+    """A text field as it is written to a CSV a spreadsheet may open: never read as a formula.
+
+    A field starting with ``= + - @``, a tab or a carriage return gets a leading ``'`` (what
+    spreadsheets themselves use to mark text). So that `read_spreadsheet_text` gives back exactly
+    the original, a field that already starts with ``'`` followed by one of those (or by another
+    ``'``) gets one too. Only text fields go through this: a negative number stays a number.
+
+    Args:
+        text: The field's text.
+
+    Returns:
+        The text to write.
+    """
+    if text[:1] in FORMULA_STARTS or (text[:1] == _TEXT_MARK and _is_marked(text)):
+        return _TEXT_MARK + text
+    return text
+
+
+def read_spreadsheet_text(text: str) -> str:
+    """The original text of a field written by `spreadsheet_text` (a hand-made ``'Til dawn`` stays).
+
+    Args:
+        text: The field as read.
+
+    Returns:
+        The text without the leading ``'`` that `spreadsheet_text` adds.
+    """
+    return text[1:] if _is_marked(text) else text
+
+
+def _is_marked(text: str) -> bool:
+    return len(text) > 1 and text[0] == _TEXT_MARK and (text[1] in FORMULA_STARTS or text[1] == _TEXT_MARK)

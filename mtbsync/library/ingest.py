@@ -4,8 +4,10 @@ For each recording found (`ingest.card`), in order:
 
 1. Skip it if a chapter is still being written (one shot: modified less than ``settle_s`` ago; the
    watcher hands over only complete files) or sits unchanged in quarantine.
-2. Identity by content (`io.video.video_identity` per chapter, hashed together), so the same card
-   dumped twice, even at another path, is recognised and not recorded again.
+2. Identity by content (`io.video.video_identity` per chapter, hashed together when there are
+   several: `io.video.chapters_identity`, the probe's own), so the same card dumped twice, even at
+   another path, is recognised and not recorded again, and a file given to ``mtbsync index`` or
+   ``sync`` finds the run its card ingest recorded.
 3. Probe every chapter (duration, size, rate, codec) and its proxy; a chapter that cannot be read
    puts the file in quarantine with the reason (retried when its size or mtime change).
 4. Read the GoPro telemetry (GPS, HiLights, camera, start time); problems become notes, never a
@@ -18,7 +20,6 @@ The user's media are only ever opened for reading; nothing here writes, moves or
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import time
@@ -39,9 +40,10 @@ from mtbsync.ingest.watch import (
     FileState,
     StopEvent,
     file_state,
+    wait_until_settled,
     watch_folder,
 )
-from mtbsync.io.video import VideoInfo, probe, video_identity
+from mtbsync.io.video import VideoInfo, chapters_identity, probe, video_identity
 from mtbsync.store.catalog import Catalog
 from mtbsync.store.records import IngestedRun, MediaFileRecord
 
@@ -53,7 +55,6 @@ NEW, KNOWN, DUPLICATE, QUARANTINED, INCOMPLETE = "new", "known", "duplicate", "q
 # Cameras split recordings into chapters of about 4 GB (FAT32's limit): one this big may have a next one.
 CHAPTER_SPLIT_BYTES = 3_500_000_000
 DEFAULT_NEXT_CHAPTER_WAIT_S = 60.0
-_IDENTITY_SCHEME = b"mtbsync-recording-v1"
 
 
 @dataclass(frozen=True)
@@ -126,14 +127,13 @@ class IngestReport:
 
 
 def recording_identity(chapter_identities: Sequence[str]) -> str:
-    """A recording's content identity: a hash over its chapters' identities, in chapter order.
+    """A recording's content identity from its chapters' identities, in chapter order.
 
-    Sidecars (LRV, THM) are left out: a dump with or without proxies is the same recording.
+    The probe's scheme (`mtbsync.io.video.chapters_identity`): one chapter is its file's identity,
+    so ``mtbsync index`` of that file finds this run; several are a hash over them. Sidecars (LRV,
+    THM) are left out: a dump with or without proxies is the same recording.
     """
-    digest = hashlib.blake2b(_IDENTITY_SCHEME, digest_size=16)
-    for identity in chapter_identities:
-        digest.update(b"\n" + identity.encode())
-    return f"rec:{digest.hexdigest()}"
+    return chapters_identity(chapter_identities)
 
 
 def _stat(path: Path) -> FileState:
@@ -414,6 +414,8 @@ def ingest_directory(
     *,
     progress: ProgressFn | None = None,
     settle_s: float = DEFAULT_SETTLE_S,
+    wait_s: float = 0.0,
+    on_wait: Callable[[list[Path], float], None] | None = None,
 ) -> IngestReport:
     """Ingest every recording of a card dump into the catalog (one shot).
 
@@ -423,6 +425,10 @@ def ingest_directory(
         progress: Called as ``progress("ingest", done, total)`` after each recording.
         settle_s: A chapter modified less than this many seconds ago counts as still being written
             and is skipped (not quarantined); 0 takes everything as it is.
+        wait_s: Wait up to this many seconds for such chapters to settle before ingesting (right
+            after a card is copied every file is that recent); 0 skips them at once.
+        on_wait: Called once with the chapters still too recent and the longest wait, before waiting
+            (`mtbsync.ingest.watch.wait_until_settled`).
 
     Returns:
         One outcome per recording.
@@ -432,6 +438,9 @@ def ingest_directory(
         CatalogError: The catalog cannot be written.
     """
     scan = scan_card(root)
+    if wait_s > 0 and settle_s > 0:
+        videos = [chapter.video for recording in scan.recordings for chapter in recording.chapters]
+        wait_until_settled(videos, settle_s, wait_s, on_wait=on_wait)
     report = IngestReport(root=Path(root), orphans=scan.orphans)
     ingester = _Ingester(catalog, settle_s=settle_s)
     total = len(scan.recordings)

@@ -7,6 +7,10 @@ quoting, blank lines and ``#`` comment lines skipped, times in seconds, ``mm:ss.
 
 new_markers.csv is written by mtbsync with a fixed header, which is its format version:
 ``name,t_ref,t_new,confidence,needs_review,colour,comment``.
+
+Both open in spreadsheets, so a text field that a spreadsheet would run as a formula (``=``, ``+``,
+``-``, ``@``, tab or carriage return first) is written with a leading ``'``; both readers take it
+off again (`mtbsync.io.csvfile.spreadsheet_text`), so names come back exactly as they were.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from pathlib import Path
 
 from mtbsync.errors import MarkerFileError
 from mtbsync.io.csvfile import cell as csv_cell
-from mtbsync.io.csvfile import read_csv_rows
+from mtbsync.io.csvfile import read_csv_rows, read_spreadsheet_text, spreadsheet_text
 from mtbsync.io.files import atomic_write_text
 from mtbsync.markers.model import Marker, TransferredMarker
 
@@ -104,18 +108,18 @@ def read_reference_markers(path: str | Path) -> list[Marker]:
     for line, fields, raw in rows:
 
         def cell(role: str, fields: list[str] = fields) -> str:
-            return csv_cell(fields, columns, role)
+            return read_spreadsheet_text(csv_cell(fields, columns, role))
 
         name = cell("name")
         if not name:
             raise MarkerFileError("the marker has no name (expected name,t_ref)", path=path, line=line)
-        time_text = cell("t_ref")
+        time_text = csv_cell(fields, columns, "t_ref")  # a number: never marked as text
         if not time_text:
             raise MarkerFileError(f"marker {name!r} has no time (expected name,t_ref)", path=path, line=line)
         t_ref = _checked_time(time_text, f"marker {name!r}", path, line)
         comment = cell("comment")
         if rest_is_comment and comment_col is not None and len(fields) > comment_col + 1:
-            comment = _rest_of_row(raw, fields, comment_col)
+            comment = read_spreadsheet_text(_rest_of_row(raw, fields, comment_col))
         markers.append(Marker(name=name, t_ref=t_ref, colour=cell("colour"), comment=comment))
     if not markers:
         raise MarkerFileError("no markers in the file (expected rows of name,t_ref)", path=path)
@@ -187,7 +191,8 @@ def write_new_markers(path: str | Path, markers: list[TransferredMarker]) -> Pat
 
     Times and confidence have 3 decimals (times to the millisecond); ``t_new`` is blank for a marker
     that was not placed; ``needs_review`` is ``true``/``false``. UTF-8 without a BOM, ``\\n`` line ends,
-    RFC 4180 quoting.
+    RFC 4180 quoting; name, colour and comment never start like a spreadsheet formula
+    (`mtbsync.io.csvfile.spreadsheet_text`; `read_new_markers` restores them).
 
     Args:
         path: The file to write.
@@ -202,13 +207,13 @@ def write_new_markers(path: str | Path, markers: list[TransferredMarker]) -> Pat
         lines.append(
             _csv_line(
                 (
-                    m.name,
+                    spreadsheet_text(m.name),
                     f"{m.t_ref:.3f}",
                     "" if m.t_new is None else f"{m.t_new:.3f}",
                     f"{m.confidence:.3f}",
                     "true" if m.needs_review else "false",
-                    m.colour,
-                    m.comment,
+                    spreadsheet_text(m.colour),
+                    spreadsheet_text(m.comment),
                 )
             )
         )
@@ -260,7 +265,10 @@ def read_new_markers(path: str | Path) -> list[TransferredMarker]:
         def cell(name: str, fields: list[str] = fields) -> str:
             return csv_cell(fields, col, name)
 
-        name = cell("name")
+        def text(name: str, fields: list[str] = fields) -> str:
+            return read_spreadsheet_text(csv_cell(fields, col, name))
+
+        name = text("name")
         if not name:
             raise MarkerFileError("the marker has no name", path=path, line=line)
         t_ref = _checked_time(cell("t_ref"), f"marker {name!r} (t_ref)", path, line)
@@ -291,8 +299,8 @@ def read_new_markers(path: str | Path) -> list[TransferredMarker]:
                 t_new=t_new,
                 confidence=confidence,
                 needs_review=review in _TRUE,
-                colour=cell("colour"),
-                comment=cell("comment"),
+                colour=text("colour"),
+                comment=text("comment"),
             )
         )
     return markers

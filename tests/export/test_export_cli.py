@@ -40,13 +40,16 @@ def test_export_writes_each_format(fmt: str, suffix: str, markers_csv: Path, tmp
     assert out.stat().st_size > 0
     (summary,) = _lines(result.output)
     assert "Wrote 3 markers (skipped 1 not placed)" in summary and "25 fps" in summary
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["new_markers.csv", out.name])
+    # No temp file left behind; mtbsync notes what it wrote (so that a re-run may replace it).
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["new_markers.csv", out.name, ".mtbsync-files.json"]
+    )
 
 
 def test_export_markers_preset_writes_beside_the_csv(markers_csv: Path) -> None:
     result = _run("export-markers", markers_csv, "--preset", "resolve-edl", "--fps", "29.97")
     assert result.exit_code == EXIT_OK, result.output
-    out = markers_csv.with_name("new_markers.edl")
+    out = markers_csv.with_name("new_markers.resolve.edl")  # not new_markers.edl: that is `edl`'s
     text = out.read_text(encoding="utf-8")
     assert "FCM: DROP FRAME" in text and "|C:ResolveColorRed |M:rock garden |D:1" in text
     assert "29.97 DF" in result.output
