@@ -346,7 +346,9 @@ def refine_at_reference_times(
 ) -> MarkerRefinement:
     """Time reference moments (markers) in the new run to about one frame (`refine_markers`).
 
-    Only short windows around each moment are decoded, timed as the stage ``refine markers``.
+    Only short windows around each moment are decoded, timed as the stage ``refine markers``; of
+    more than `mtbsync.markers.refine.REFINE_MAX_MARKERS` moments, only that many are timed (a
+    warning says so).
     Either video may be the chapter files of one recording: times are on its joined timeline.
 
     Args:
@@ -361,6 +363,13 @@ def refine_at_reference_times(
         Their new-run times (NaN where not found) and how each was timed.
     """
     plan = plan_refinement(reference, new, warp, ref_times, config)
+    if plan.through_warp:
+        log.warning(
+            "full-rate timing is limited to %d markers: the other %d were placed through the warp "
+            "pinned at those timed",
+            len(plan.todo),
+            len(plan.through_warp),
+        )
     if not plan.todo:
         return plan.unrefined()
     with timer.stage("refine markers", frames=len(plan.todo)) as rec:

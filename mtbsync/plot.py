@@ -23,6 +23,8 @@ from mtbsync.markers.model import TransferredMarker
 
 _CMAP = "viridis"
 _SOURCE_SHAPES = {"path": "o", "refined": "o", "marker": "D", "anchor": "*"}
+# Most markers drawn one by one with a line and a label; more are drawn as one cloud of dots.
+_MAX_LABELLED_MARKERS = 60
 
 
 def plot_alignment(
@@ -167,6 +169,9 @@ def _draw_top(
     if scatter is not None:
         fig.colorbar(scatter, ax=ax, label="pair confidence", fraction=0.04, pad=0.01)
 
+    if len(markers) > _MAX_LABELLED_MARKERS:
+        _draw_many_markers(ax, markers)
+        markers = []
     label_x = ax.get_yaxis_transform()  # x in axes fraction, y in data: labels hug the left edge
     for m in markers:
         colour = m.colour if is_color_like(m.colour) else "crimson"
@@ -191,6 +196,21 @@ def _draw_top(
     ax.grid(True, alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="lower right", fontsize=7, framealpha=0.8)
+
+
+def _draw_many_markers(ax: Axes, markers: Sequence[TransferredMarker]) -> None:
+    """More markers than labels fit (thousands): the placed ones as one cloud of dots, unlabelled."""
+    placed = [m for m in markers if m.t_new is not None]
+    ax.scatter(
+        [m.t_new for m in placed],
+        [m.t_ref for m in placed],
+        s=4,
+        marker=".",
+        color="crimson",
+        linewidths=0,
+        zorder=5,
+        label=f"markers ({len(placed):,} of {len(markers):,} placed)",
+    )
 
 
 def _draw_bottom(ax: Axes, pairs: Sequence[AlignmentPair], warp: Warp, grid: np.ndarray) -> None:

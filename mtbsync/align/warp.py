@@ -89,28 +89,27 @@ class Warp:
         """The first new-run time at which the reference time is reached; NaN outside coverage.
 
         PCHIP keeps the knots' monotonicity between them, so the inverse is found per segment by
-        bisection on the monotone cubic, which is exact to 1e-9 s.
+        bisection on the monotone cubic, which is exact to 1e-9 s. All times are bisected together
+        (one cubic evaluation over the array per step): 300,000 markers take a fraction of a second.
         """
         t = np.atleast_1d(np.asarray(t_ref, dtype=np.float64))
         out = np.full(t.shape, np.nan)
         if self._forward is None:
             return out
         lo, hi = self.ref_range
-        for k, value in enumerate(t):
-            if not (lo <= value <= hi):
-                continue
-            seg = int(np.searchsorted(self.t_ref, value, side="left"))
-            if seg == 0:
-                out[k] = self.t_new[0]
-                continue
-            a, b = self.t_new[seg - 1], self.t_new[seg]
-            for _ in range(60):
-                mid = 0.5 * (a + b)
-                if self._forward(mid) < value:
-                    a = mid
-                else:
-                    b = mid
-            out[k] = b
+        inside = (t >= lo) & (t <= hi)  # NaN compares False: not placed
+        values = t[inside]
+        seg = np.searchsorted(self.t_ref, values, side="left")
+        found = np.full(values.shape, self.t_new[0])  # a time at the first knot: its first arrival
+        rest = seg > 0
+        a, b, target = self.t_new[seg[rest] - 1], self.t_new[seg[rest]], values[rest]
+        for _ in range(60):
+            mid = 0.5 * (a + b)
+            below = self._forward(mid) < target
+            a = np.where(below, mid, a)
+            b = np.where(below, b, mid)
+        found[rest] = b
+        out[inside] = found
         return out
 
     def confidence_at(self, t_new: Any) -> np.ndarray:

@@ -103,13 +103,13 @@ def _find_moov(fh, file_size: int) -> bytes:
             raise TelemetryError(f"MP4 box at byte {pos} has a bad size {size}")
         if kind == b"moov":
             if pos + size > file_size:
-                raise TelemetryError("the MP4 index (moov) is truncated")
+                raise TelemetryError("the MP4 index (moov) is cut off: the file is truncated or incomplete")
             if size > _MAX_MOOV:
                 raise TelemetryError(f"the MP4 index (moov) claims {size} bytes")
             fh.seek(pos + header_len)
             return fh.read(size - header_len)
         pos += size
-    raise TelemetryError("the MP4 has no index (moov box); the file may be truncated")
+    raise TelemetryError("the MP4 has no index (moov box): the file is truncated or incomplete")
 
 
 def read_index(path: str | Path) -> Mp4Index:
@@ -131,6 +131,8 @@ def read_index(path: str | Path) -> Mp4Index:
             moov = _find_moov(fh, file_size)
     except OSError as exc:
         raise TelemetryError(f"cannot read ({exc.strerror or exc})", path=path) from None
+    except TelemetryError as exc:
+        raise TelemetryError(exc.message, path=path) from None  # name the file, as below
     try:
         return _parse_moov(moov, file_size)
     except TelemetryError as exc:

@@ -38,6 +38,16 @@ log = logging.getLogger("mtbsync")
 
 _IDENTITY_CHUNK = 1 << 20  # bytes hashed at each end of a file
 
+# What a rider is told about an MP4 whose index (moov) is gone or cut off: a copy that stopped early
+# (a GoPro file keeps its index at the end). FFmpeg's own word for it ranges from "invalid data" to
+# "no video stream", depending on where the cut fell.
+TRUNCATED_INDEX = (
+    "is truncated or incomplete (its index (moov) is missing or cut off: was the copy interrupted?)"
+)
+# Top-level ISO-BMFF boxes an MP4 / MOV may start with; a file that opens with anything else is not
+# walked (FFmpeg speaks for it).
+_MP4_TOP_BOXES = frozenset({b"ftyp", b"styp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot", b"uuid"})
+
 
 @dataclass(frozen=True)
 class VideoInfo:
@@ -52,7 +62,8 @@ class VideoInfo:
         frame_count: Frames according to the container (0 when unknown).
         codec: Codec name (h264, hevc, ...).
         identity: Size plus a hash of the head and tail of the file (see `video_identity`); for a
-            recording of several chapters, a hash over the chapters' identities (`chapters_identity`).
+            recording of several chapters, a hash over the chapters' identities. Either way the
+            recording's identity (`chapters_identity`), the catalog's too.
         chapters: The files on the timeline in order: ``(path,)`` for one file, else every chapter
             (``path`` is then the first chapter).
         chapter_starts: Where each chapter starts on the joined timeline (seconds; 0.0 for the first).
@@ -170,11 +181,15 @@ def chaptered_video(paths: Sequence[str | Path]) -> ChapteredVideo:
 
 
 def chapters_identity(chapter_identities: Sequence[str]) -> str:
-    """A recording's identity from its chapters' `video_identity`, in order.
+    """A recording's identity from its chapters' `video_identity`, in order: the one scheme.
 
-    The same scheme as the library's recording identity (``rec:`` + BLAKE2 over the chapters'
-    identities), so an index of a chaptered run and the catalog name the recording alike.
+    A recording of one chapter is that file (its `video_identity`), so the file given to ``index``
+    or ``sync`` and the same recording ingested from a card are one run; several chapters are
+    ``rec:`` + BLAKE2 over their identities. The card ingest (`mtbsync.library.ingest`), the index
+    of a chaptered run and the catalog all name a recording through this function.
     """
+    if len(chapter_identities) == 1:
+        return chapter_identities[0]
     digest = hashlib.blake2b(b"mtbsync-recording-v1", digest_size=16)
     for identity in chapter_identities:
         digest.update(b"\n" + identity.encode())
@@ -255,6 +270,49 @@ def video_identity(path: str | Path) -> str:
     return f"{size}:{digest.hexdigest()}"
 
 
+def mp4_index_cut_off(path: str | Path) -> bool:
+    """Whether an MP4's top-level boxes hold media data (``mdat``) but no complete index (``moov``).
+
+    That is a file cut short: a GoPro MP4 writes its index last, so a copy interrupted anywhere
+    loses it. A file whose index comes first (faststart) and whose media data is cut keeps it, and
+    decodes up to the cut. Only the box headers are read (a few per file).
+
+    Args:
+        path: The file.
+
+    Returns:
+        True when the index is missing or runs past the end of the file; False for a complete index,
+        or a file that is not an MP4 (left to FFmpeg).
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as fh:
+            pos, media = 0, False
+            for _ in range(100_000):  # a real MP4 has a handful of top-level boxes
+                fh.seek(pos)
+                header = fh.read(16)
+                if len(header) < 8:
+                    break
+                box_size, kind = int.from_bytes(header[:4], "big"), header[4:8]
+                header_len = 8
+                if box_size == 1 and len(header) == 16:
+                    box_size, header_len = int.from_bytes(header[8:16], "big"), 16
+                elif box_size == 0:  # "to the end of the file"
+                    box_size = size - pos
+                if (pos == 0 and kind not in _MP4_TOP_BOXES) or box_size < header_len:
+                    return False  # not an MP4 (or garbage): FFmpeg's message is the better one
+                if kind == b"moov":
+                    return pos + box_size > size
+                media = media or kind == b"mdat"
+                if pos + box_size >= size:
+                    break  # the last box, complete or running past the end: no moov follows
+                pos += box_size
+            return media
+    except OSError:
+        return False
+
+
 def _open(path: Path) -> av.container.InputContainer:
     if not path.exists():
         raise MediaError("file not found", path=path)
@@ -262,6 +320,8 @@ def _open(path: Path) -> av.container.InputContainer:
         raise MediaError("is a folder, not a video file", path=path)
     if path.stat().st_size == 0:
         raise MediaError("file is empty (0 bytes)", path=path)
+    if mp4_index_cut_off(path):
+        raise MediaError(TRUNCATED_INDEX, path=path)
     try:
         return av.open(str(path), mode="r")
     except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:

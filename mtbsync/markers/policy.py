@@ -18,7 +18,7 @@ from mtbsync.align.pairs import AlignmentPair
 from mtbsync.align.warp import Warp
 from mtbsync.markers.confidence import GUARD_CAP, marker_confidence, review_guards
 from mtbsync.markers.model import TransferredMarker
-from mtbsync.markers.refine import MarkerRefinement
+from mtbsync.markers.refine import THROUGH_WARP, MarkerRefinement
 
 # An unconfirmed marker below this confidence (e.g. in the half keyframe by which the covered part is
 # extended at its ends) is not placed: a guess is worse than a gap the editor can see.
@@ -36,10 +36,12 @@ def pin_at_refinement(warp: Warp, refinement: MarkerRefinement) -> tuple[Warp, l
         The pinned warp, and one ``marker`` anchor pair per marker found (for pairs.csv).
     """
     found = np.isfinite(refinement.t_new)
-    warp = pin_warp(warp, refinement.t_new[found], refinement.t_ref[found])
+    t_new, t_ref = refinement.t_new[found], refinement.t_ref[found]
+    warp = pin_warp(warp, t_new, t_ref)
+    confidence = warp.confidence_at(t_new) if t_new.size else np.zeros(0)
     anchors = [
-        AlignmentPair(float(tn), float(tr), 0, float(warp.confidence_at(tn)[0]), True, "marker")
-        for tn, tr in zip(refinement.t_new[found], refinement.t_ref[found], strict=True)
+        AlignmentPair(tn, tr, 0, conf, True, "marker")
+        for tn, tr, conf in zip(t_new.tolist(), t_ref.tolist(), confidence.tolist(), strict=True)
     ]
     return warp, anchors
 
@@ -57,9 +59,12 @@ def apply_refinement(
 
     Returns:
         The markers: found ones with the calibrated confidence (`timed_confidence`), the others
-        timed from keyframes only or not placed (`keyframes_only`).
+        timed from keyframes only or not placed (`keyframes_only`); those left to the warp because
+        of `REFINE_MAX_MARKERS` (method `THROUGH_WARP`) as transferred through the pinned warp.
     """
-    found = np.isfinite(refinement.t_new)
+    # Not looked for is not "not found": a marker past the limit keeps the pinned warp's placing.
+    left_to_warp = np.array([method == THROUGH_WARP for method in refinement.method], bool)
+    found = np.isfinite(refinement.t_new) | left_to_warp
     transferred = [
         timed_confidence(m, timing, warp, refinement, review_threshold)
         if m.t_new is not None and ok and timing is not None

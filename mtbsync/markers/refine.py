@@ -8,7 +8,10 @@ results are combined at the exact reference time (`time_moment`). Only those sho
 decoded.
 
 `plan_refinement` decides the windows (cheap: a probe of each video); `refine_markers` decodes and
-times them (the pipeline times that part as the stage ``refine markers``).
+times them (the pipeline times that part as the stage ``refine markers``). A marker costs a few
+hundred frame comparisons, so at most `REFINE_MAX_MARKERS` are timed: of a larger file (a generated
+or exported list of thousands), those timed are spread over its reference times, the warp is pinned
+at them, and the others are placed through that pinned warp (method ``warp``).
 """
 
 from __future__ import annotations
@@ -35,6 +38,12 @@ REFINE_FEATURES = 1200
 REFINE_MAX_WINDOW_S = 1.0
 # Fewest inliers at a window's peak for ORB's homography to say the reference frame is there.
 REFINE_MIN_INLIERS = 20
+# Most markers timed at full frame rate in one transfer (each decodes a window and verifies a few
+# hundred frame pairs): a rider's file of a run's features stays well under it, and a file of
+# 300,000 is placed in seconds, its markers past the limit through the warp pinned at those timed.
+REFINE_MAX_MARKERS = 100
+# `MarkerRefinement.method` of a marker left to the warp because of `REFINE_MAX_MARKERS`.
+THROUGH_WARP = "warp"
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,7 @@ class MarkerRefinement:
         t_new: (k,) their new-run times (NaN where not found).
         method: How each was located.
         timings: Each one's `MomentTiming` (how many frames agreed, how well), None where not tried.
+            Where not tried because of `REFINE_MAX_MARKERS`, the method is `THROUGH_WARP`.
         learned: Whether learned features timed them.
         new_frame_s: One frame of the new run (s).
         ref_frame_s: One frame of the reference (s).
@@ -59,6 +69,11 @@ class MarkerRefinement:
     new_frame_s: float = 1 / 30
     ref_frame_s: float = 1 / 30
 
+    @property
+    def through_warp(self) -> int:
+        """How many times were left to the warp because of `REFINE_MAX_MARKERS`."""
+        return sum(method == THROUGH_WARP for method in self.method)
+
 
 @dataclass(frozen=True)
 class RefinementPlan:
@@ -68,6 +83,8 @@ class RefinementPlan:
         t_ref: (k,) the reference times.
         predicted: (k,) the warp's new-run time of each.
         todo: Indices of the times to refine (the warp places them); empty: nothing to decode.
+        through_warp: Indices of the times the warp places but that are not refined (beyond
+            `REFINE_MAX_MARKERS`).
         windows: (k,) half-width of each one's new-run window (s); empty when ``todo`` is.
         ref_frame_s: One frame of the reference run (s).
         new_frame_s: One frame of the new run (s).
@@ -81,6 +98,7 @@ class RefinementPlan:
     t_ref: np.ndarray
     predicted: np.ndarray
     todo: list[int]
+    through_warp: list[int] = field(default_factory=list)
     windows: np.ndarray = field(default_factory=lambda: np.zeros(0))
     ref_frame_s: float = 1 / 30
     new_frame_s: float = 1 / 30
@@ -93,11 +111,24 @@ class RefinementPlan:
     def unrefined(self) -> MarkerRefinement:
         """The result when nothing is refined: every time not found."""
         n = len(self.t_ref)
-        return MarkerRefinement(self.t_ref, np.full(n, np.nan), ["none"] * n, [None] * n)
+        return MarkerRefinement(self.t_ref, np.full(n, np.nan), self.methods(), [None] * n)
+
+    def methods(self) -> list[str]:
+        """Each time's method before timing: `THROUGH_WARP` for those past the limit, else ``none``."""
+        methods = ["none"] * len(self.t_ref)
+        for k in self.through_warp:
+            methods[k] = THROUGH_WARP
+        return methods
 
 
 def plan_refinement(
-    reference: VideoSource, new: VideoSource, warp: Warp, ref_times: list[float], config: SyncConfig
+    reference: VideoSource,
+    new: VideoSource,
+    warp: Warp,
+    ref_times: list[float],
+    config: SyncConfig,
+    *,
+    max_markers: int | None = REFINE_MAX_MARKERS,
 ) -> RefinementPlan:
     """Decide which reference times to time at full rate, and how far around the warp to search.
 
@@ -112,6 +143,7 @@ def plan_refinement(
         warp: The alignment's warp.
         ref_times: Reference times (markers), seconds.
         config: Parameters.
+        max_markers: Most times to refine (None: all); the others are placed through the warp.
 
     Returns:
         The plan (``todo`` empty when the warp places none of the times: nothing is probed then).
@@ -124,9 +156,10 @@ def plan_refinement(
     ref_info, new_info = probe(reference), probe(new)
     if beyond:
         predicted = _beyond_the_ends(warp, ref_times_arr, predicted, config, new_info.duration)
-    todo = [k for k in range(len(ref_times_arr)) if np.isfinite(predicted[k]) and warp.ok]
+    placeable = np.flatnonzero(np.isfinite(predicted)) if warp.ok else np.zeros(0, np.int64)
+    todo, through_warp = _within_limit(placeable, ref_times_arr, max_markers)
     if not todo:
-        return RefinementPlan(ref_times_arr, predicted, todo)
+        return RefinementPlan(ref_times_arr, predicted, todo, through_warp)
     ref_frame_s, new_frame_s = ref_info.frame_duration, new_info.frame_duration
     long_side = min(config.features.feature_side, config.decode.max_side)
     # The features the runs were aligned with: where ORB could not align them, it cannot time them.
@@ -144,6 +177,7 @@ def plan_refinement(
         ref_times_arr,
         predicted,
         todo,
+        through_warp=through_warp,
         windows=windows,
         ref_frame_s=ref_frame_s,
         new_frame_s=new_frame_s,
@@ -153,6 +187,24 @@ def plan_refinement(
         min_peak=min_peak,
         reproj_px=config.match.ransac_reproj_px * long_side / 640.0,
     )
+
+
+def _within_limit(
+    placeable: np.ndarray, ref_times: np.ndarray, max_markers: int | None
+) -> tuple[list[int], list[int]]:
+    """The times to refine: at most ``max_markers``, spread evenly over their order in time.
+
+    Spread by rank rather than by time: where markers crowd, so do the pins of the warp.
+
+    Returns:
+        The indices to refine and those left to the warp, each in input order.
+    """
+    if max_markers is None or len(placeable) <= max_markers:
+        return placeable.tolist(), []
+    by_time = placeable[np.argsort(ref_times[placeable], kind="stable")]
+    picks = np.zeros(len(placeable), bool)
+    picks[np.round(np.linspace(0, len(placeable) - 1, max(max_markers, 0))).astype(np.int64)] = True
+    return np.sort(by_time[picks]).tolist(), np.sort(by_time[~picks]).tolist()
 
 
 def _beyond_the_ends(
@@ -174,19 +226,15 @@ def _beyond_the_ends(
     tail_slope = (warp.t_ref[-1] - warp.t_ref[max(n - 3, 0)]) / max(
         warp.t_new[-1] - warp.t_new[max(n - 3, 0)], 1e-9
     )
-    out = predicted.copy()
-    for k, tau in enumerate(ref_times):
-        if np.isfinite(out[k]):
-            continue
-        if ref_hi < tau <= ref_hi + step and tail_slope > 0.2:
-            guess = new_hi + (tau - ref_hi) / tail_slope
-        elif ref_lo - step <= tau < ref_lo and head_slope > 0.2:
-            guess = new_lo - (ref_lo - tau) / head_slope
-        else:
-            continue
-        if 0.0 <= guess <= new_duration:
-            out[k] = guess
-    return out
+    missing = ~np.isfinite(predicted)
+    tail = missing & (ref_times > ref_hi) & (ref_times <= ref_hi + step) & (tail_slope > 0.2)
+    head = missing & ~tail & (ref_times >= ref_lo - step) & (ref_times < ref_lo) & (head_slope > 0.2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        guess = np.where(
+            tail, new_hi + (ref_times - ref_hi) / tail_slope, new_lo - (ref_lo - ref_times) / head_slope
+        )
+    keep = (tail | head) & (guess >= 0.0) & (guess <= new_duration)
+    return np.where(keep, guess, predicted)
 
 
 def refine_markers(
@@ -216,8 +264,10 @@ def refine_markers(
     ref_times_arr, predicted, todo, windows = plan.t_ref, plan.predicted, plan.todo, plan.windows
     new_frame_s, kind = plan.new_frame_s, plan.kind
     result_t = np.full(len(ref_times_arr), np.nan)
-    methods = ["none"] * len(ref_times_arr)
+    methods = plan.methods()
     figures: dict[str, Any] = {}
+    if plan.through_warp:
+        figures["through_warp"] = len(plan.through_warp)
     reach = REFINE_REF_FRAMES * plan.ref_frame_s + 0.01 * plan.ref_frame_s
     ref_windows = [(ref_times_arr[k] - reach, ref_times_arr[k] + reach) for k in todo]
     new_windows = [(predicted[k] - windows[k], predicted[k] + windows[k]) for k in todo]

@@ -6,6 +6,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from mtbsync.align.warp import Warp
 from mtbsync.errors import ConfigError
 from mtbsync.markers.model import Marker, TransferredMarker
@@ -38,32 +40,37 @@ def transfer_markers(
         why = warp.reason or ("no covered part" if warp.is_empty else "quality gates failed")
         return [_not_placed(m, f"not placed: runs not aligned ({why})") for m in markers]
 
-    t_ref = [m.t_ref for m in markers]
-    t_new = warp.to_new(t_ref) if markers else []
-    confidence = warp.confidence_at(t_new) if markers else []
+    # The warp's inverse and confidence over all markers at once (a marker file may hold 300,000);
+    # the loop below only assembles the results.
+    t_ref = np.fromiter((m.t_ref for m in markers), np.float64, count=len(markers))
+    t_new = warp.to_new(t_ref)
+    confidence = np.clip(warp.confidence_at(t_new), 0.0, 1.0)
     lo, hi = warp.ref_range
     # A warp from GPS alone (vision verified too little) places every marker for review.
     gps_only = warp.metrics.get("model") == "gps"
     accuracy = float(warp.metrics.get("accuracy_s") or 0.0)
+    low = (confidence < review_threshold) | gps_only
+    gps_note = f"placed by GPS alone (about +-{accuracy:.1f} s): check it"
+    outside = {
+        side: f"not placed: {side} the new run's covered part (ref {lo:.1f}–{hi:.1f} s)"
+        for side in ("before", "after")
+    }
     out = []
-    for m, tn, conf in zip(markers, t_new, confidence, strict=True):
-        if not math.isfinite(m.t_ref):
+    for m, tr, tn, conf, is_low in zip(
+        markers, t_ref.tolist(), t_new.tolist(), confidence.tolist(), low.tolist(), strict=True
+    ):
+        if not math.isfinite(tr):
             out.append(_not_placed(m, "not placed: its reference time is not a number"))
         elif math.isnan(tn):
-            side = "before" if m.t_ref < lo else "after"
-            out.append(
-                _not_placed(m, f"not placed: {side} the new run's covered part (ref {lo:.1f}–{hi:.1f} s)")
-            )
+            out.append(_not_placed(m, outside["before" if tr < lo else "after"]))
         else:
-            conf = min(max(float(conf), 0.0), 1.0)
-            low = conf < review_threshold or gps_only
             if gps_only:
-                comment = _append(m.comment, f"placed by GPS alone (about +-{accuracy:.1f} s): check it")
-            elif low:
+                comment = _append(m.comment, gps_note)
+            elif is_low:
                 comment = _append(m.comment, f"low confidence ({conf:.2f} < {review_threshold:.2f})")
             else:
                 comment = m.comment
-            out.append(TransferredMarker(m.name, float(m.t_ref), float(tn), conf, low, m.colour, comment))
+            out.append(TransferredMarker(m.name, tr, tn, conf, is_low, m.colour, comment))
     return out
 
 

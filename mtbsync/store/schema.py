@@ -315,11 +315,32 @@ WHERE c.from_marker IS NOT NULL
 ORDER BY c.run_id, c.split_no;
 """
 
+# One identity for a recording (`mtbsync.io.video.chapters_identity`): a one-chapter recording is
+# its file's identity, as the CLI's probe names it. Card ingests before this named it ``rec:`` + a
+# hash over that one identity, so `mtbsync index` of the same file made a second run. Such runs take
+# their one video's identity; where the CLI already made that second run, both are left as they are
+# (merging two runs' results is an editor's call, not a migration's).
+_M005_ONE_CHAPTER_IDENTITY = """
+UPDATE runs SET identity = one.identity
+FROM (
+    SELECT run_id, min(identity) AS identity
+    FROM media_files
+    WHERE role = 'video'
+    GROUP BY run_id
+    HAVING count(*) = 1
+) AS one
+WHERE runs.run_id = one.run_id
+  AND runs.identity LIKE 'rec:%'
+  AND one.identity NOT LIKE 'rec:%'
+  AND NOT EXISTS (SELECT 1 FROM runs AS other WHERE other.identity = one.identity);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("core: trails, runs, media files, gps samples", _M001_CORE),
     Migration("results: indexes, alignments, warp points, markers, exports", _M002_RESULTS),
     Migration("operations: stage timings, ingest events, quarantine, jobs", _M003_OPERATIONS),
     Migration("views: run_summary, markers_per_run, splits", _M004_VIEWS),
+    Migration("runs: a one-chapter recording is named by its file's identity", _M005_ONE_CHAPTER_IDENTITY),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
