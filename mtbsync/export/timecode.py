@@ -110,6 +110,12 @@ class FrameRate:
             raise ExportError(
                 f"frame rate {text.strip()!r} is not a number such as 29.97, 25 or 30000/1001"
             ) from None
+        if not 0 < value <= _MAX_RATE:  # also keeps a 309-digit '1e309' out of the message
+            shown = text.strip() if len(text.strip()) <= 20 else text.strip()[:20] + "..."
+            raise ExportError(
+                f"frame rate {shown!r} is not a video rate mtbsync can write timecode for "
+                f"(above 0 and at most {_MAX_RATE} fps: whole rates, or NTSC rates such as 29.97)"
+            )
         return cls.from_fraction(value, drop_frame=drop_frame if drop_frame is not None else written_df)
 
     @property

@@ -164,3 +164,10 @@ def test_timecode_does_not_wrap_past_24_hours() -> None:
         rate.frames_to_timecode(24 * 3600 * 25)
     with pytest.raises(ExportError):
         rate.frames_to_timecode(-1)
+
+
+@pytest.mark.parametrize("text", ["1e309", "0", "-1", "241", "9" * 400])
+def test_rate_out_of_range_is_one_short_line(text: str) -> None:
+    with pytest.raises(ExportError, match="is not a video rate") as caught:
+        FrameRate.from_string(text)
+    assert len(str(caught.value)) < 200 and "\n" not in str(caught.value)
