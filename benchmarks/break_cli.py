@@ -165,7 +165,10 @@ def _cases() -> list[Case]:
         Case("index over the reference video", ("index", "-r", ref, "--out", ref)),
         Case("warp over its pairs", ("warp", "--pairs", "ok/pairs.csv", "--out", "ok/pairs.csv")),
         Case("plot over a video", ("plot", "--pairs", "ok/pairs.csv", "--warp", "ok/warp.npz", "--out", new)),
-        Case("sql --out over the truth", ("sql", "SELECT 1", "--db", "none", "--out", "s/truth.csv")),
+        Case(
+            "sql --out over the truth",
+            ("sql", "SELECT 1", "--db", "cat.duckdb", "--format", "csv", "--out", "s/truth.csv"),
+        ),
         Case(
             "sample again into its own folder",
             ("sample", "s", "--duration", "4"),
