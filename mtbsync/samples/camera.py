@@ -58,7 +58,8 @@ class RunCamera:
         run: The run (poses, frame rate, photometry: white balance, exposure, noise).
         render_size: (width, height) of the recorded image (the video may show it larger).
         hfov_deg: Horizontal field of view across the recorded image.
-        motion_blur: Average two renders half a frame apart (the plain camera's option).
+        motion_blur: Average two renders half a frame apart, centred on the frame time (the plain
+            camera's option).
         conditions: Lens, light, blur and defocus of this camera (None: a plain pinhole camera).
     """
 
@@ -105,8 +106,18 @@ class RunCamera:
         shutter = 0.5 if motion_blur else 0.0
         if look is not None and look.motion_blur:
             shutter = look.motion_blur
+        # The shutter is open for ``shutter`` of a frame, centred on the frame's time (as renderers'
+        # motion blur is by default): a blurred frame then shows, on average, where the camera was
+        # at its timestamp, which is what the truth says. An exposure that ended at the timestamp
+        # would show the camera half a shutter earlier than its truth time.
+        half_open = shutter / (2.0 * float(run.fps))
         self._blur_poses = (
-            run.poses(np.maximum(self.times - shutter / float(run.fps), 0.0)) if shutter else None
+            (
+                run.poses(np.clip(self.times - half_open, 0.0, run.duration)),
+                run.poses(np.clip(self.times + half_open, 0.0, run.duration)),
+            )
+            if shutter
+            else None
         )
         self._defocus = look.defocus_px if look is not None else 0.0
         self._gain = np.array(run.photometry.gain_bgr)
@@ -114,9 +125,11 @@ class RunCamera:
     def frame(self, k: int) -> np.ndarray:
         """Frame ``k`` as recorded: BGR ``uint8`` of ``render_size``."""
         renderer = self.renderer
-        image = renderer.render(self._poses[k])
-        if self._blur_poses is not None:
-            image = cv2.addWeighted(image, 0.5, renderer.render(self._blur_poses[k]), 0.5, 0.0)
+        if self._blur_poses is None:
+            image = renderer.render(self._poses[k])
+        else:
+            opened, closed = self._blur_poses
+            image = cv2.addWeighted(renderer.render(opened[k]), 0.5, renderer.render(closed[k]), 0.5, 0.0)
         if self._lens_maps is not None:
             image = cv2.remap(image, *self._lens_maps, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         if self._defocus:

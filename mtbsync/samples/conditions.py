@@ -104,8 +104,8 @@ class Conditions:
         exposure: Overall exposure multiplier (below 1 darker; the image clips above 255).
         exposure_drift: Amplitude of slow exposure changes (None: the default 0.06).
         season: Texture and colour changes of the trail (None: as the reference).
-        motion_blur: Shutter time as a fraction of the frame interval (0: none; two renders that
-            far apart are averaged, which doubles the rendering time).
+        motion_blur: Shutter time as a fraction of the frame interval, centred on the frame time (0:
+            none; two renders that far apart are averaged, which doubles the rendering time).
         defocus_px: Gaussian blur of the source image (sigma in source pixels; 0: sharp).
         noise_sigma: Sensor noise, grey levels (None: the default 3).
         source_size: Render at this (width, height) and upscale to the output size, as a low-res

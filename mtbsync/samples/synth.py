@@ -52,7 +52,7 @@ from mtbsync.samples.world import TrailWorld
 log = logging.getLogger("mtbsync")
 
 SCHEMA_VERSION = 1
-GENERATOR_VERSION = 1  # bump when the rendering changes, so stale samples are not reused
+GENERATOR_VERSION = 2  # bump when the rendering changes, so stale samples are not reused (2: centred shutter)
 CONDITIONS_VERSION = 1  # bump when rendering under `Conditions` changes (pairs made with them only)
 # Wider videos are rendered at this width and scaled up: rendering costs per pixel, and the pipeline
 # looks at frames of at most ~960 px anyway.
@@ -140,7 +140,8 @@ def write_run(
         crf: Quality.
         gop: Keyframe interval (frames; None: half a second).
         preset: Encoder preset (None: by size).
-        motion_blur: Average two renders half a frame apart (twice the rendering time).
+        motion_blur: Average two renders half a frame apart, centred on the frame time (twice the
+            rendering time).
         max_render_width: Wider videos are rendered at this width and scaled up.
         conditions: This camera's lens, light, blur and source size (its mount, photometry and
             timing are the run's already); None: a plain pinhole camera.

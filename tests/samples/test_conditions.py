@@ -181,6 +181,23 @@ def test_motion_blur_defocus_and_noise(run: Run, base: np.ndarray) -> None:
     assert float(np.std(noisy.astype(np.float32) - base)) == pytest.approx(6.0, rel=0.1)
 
 
+def test_motion_blur_is_centred_on_the_frame_time(run: Run) -> None:
+    """A blurred frame shows where the camera was at its timestamp: it looks as much like the sharp
+    view a shutter earlier as the one a shutter later (a shutter that closed at the timestamp would
+    show the camera half a shutter early, against the truth)."""
+    camera = RunCamera(run, SIZE, conditions=Conditions(motion_blur=1.0))
+    blurred = camera.frame(10)
+    t, shutter = float(camera.times[10]), 1.0 / float(run.fps)
+
+    def sharp(at: float) -> np.ndarray:
+        return camera.renderer.render(run.poses(np.array([at]))[0])
+
+    earlier, later = _mad(blurred, sharp(t - shutter)), _mad(blurred, sharp(t + shutter))
+    assert earlier > 0.5 and later > 0.5  # the camera moves over a shutter time
+    assert 0.75 < earlier / later < 1.33
+    assert _mad(blurred, sharp(t)) < min(earlier, later)
+
+
 def test_season_recolours_nature_and_reseeds_the_fine_ground_texture() -> None:
     season = Season(foliage_hue_deg=-40.0, saturation=0.75, leaf_colours="summer", texture_seed=7)
     plain, autumn = TrailWorld(4), TrailWorld(4, season=season)
