@@ -4,31 +4,31 @@ The CLI (and later the API and the service) call these functions; they hold no l
 Every stage runs inside ``timer.stage(...)`` (or publishes its busy time when it overlaps another
 stage), so one `StageTimer` sees everything. The stages live in their modules: keyframes in
 `mtbsync.features.keyframes`, a run's GPS in `mtbsync.align.gps_tracks`, the alignment's stages in
-`mtbsync.align.vision`, the feature cascade's choices in `mtbsync.align.select`, the dense warp in
-`mtbsync.align.dense`, marker timing in `mtbsync.markers.refine` and its confidence in
-`mtbsync.markers.policy`.
+`mtbsync.align.vision`, the feature cascade's choices in `mtbsync.align.select`, the last resorts
+in `mtbsync.align.sequence` and `mtbsync.align.gps`, the dense warp in `mtbsync.align.dense`,
+marker timing in `mtbsync.markers.refine` and its policy and confidence in `mtbsync.markers.policy`.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mtbsync import __version__
 from mtbsync.align.dense import dense_warp, plan_dense_warp
-from mtbsync.align.gps import gps_last_resort
+from mtbsync.align.gps import gps_fallback
 from mtbsync.align.gps_tracks import gps_mode, resolve_run_gps
 from mtbsync.align.pairs import AlignmentPair, write_pairs_csv
 from mtbsync.align.path import KeyframePath
-from mtbsync.align.refit import refit_warp
-from mtbsync.align.select import better_alignment, model_name, verified_text, wants_learned_features
+from mtbsync.align.select import choose_features, model_name, wants_learned_features
+from mtbsync.align.sequence import sequence_fallback
 from mtbsync.align.vision import (
+    described_warp,
     gps_guide,
+    gps_summary,
     match_candidates,
     path_pairs,
     path_steps,
@@ -38,54 +38,28 @@ from mtbsync.align.vision import (
 )
 from mtbsync.align.warp import Warp, save_warp, write_dense_warp_csv, write_timewarp_json
 from mtbsync.config import SyncConfig
-from mtbsync.errors import IN_RESULT, IndexFileError
+from mtbsync.errors import IN_RESULT
 from mtbsync.features.index import FeatureIndex, load_index, save_index
 from mtbsync.features.keyframes import (
     KeyframeResult,
     Progress,
-    choose_keyframes_only,
     config_for_index,
     extract_keyframe_index,
     first_feature_kind,
-    index_feature_kind,
-    indexes_comparable,
+    indexed_keyframes,
 )
 from mtbsync.gpu import backend_name
 from mtbsync.ingest.track import GpsTrack
-from mtbsync.io.sources import chapter_facts, video_of_facts, videos_of_warp
-from mtbsync.io.video import DecodeReport, VideoSource, probe, video_label
+from mtbsync.io.sources import chapter_facts
+from mtbsync.io.video import VideoSource, probe, video_label
 from mtbsync.markers import Marker, TransferredMarker, transfer_markers
-from mtbsync.markers.policy import apply_refinement, pin_at_refinement
+from mtbsync.markers.policy import apply_refinement, pin_at_refinement, wants_full_rate_timing
 from mtbsync.markers.refine import MarkerRefinement, plan_refinement, refine_markers
 from mtbsync.match.retrieval import appearance_similarity
 from mtbsync.telemetry import stage_sample  # noqa: F401  (importing it makes every stage sample the GPU)
 from mtbsync.timing import StageTimer
 
 log = logging.getLogger("mtbsync")
-
-# Names other modules, the tests and the benchmarks import from here (their homes are the stages).
-__all__ = [
-    "Alignment",
-    "KeyframeResult",
-    "MarkerRefinement",
-    "SyncResult",
-    "align_indexes",
-    "build_index",
-    "choose_keyframes_only",
-    "config_for_index",
-    "densify_warp",
-    "extract_keyframes",
-    "first_feature_kind",
-    "index_feature_kind",
-    "indexes_comparable",
-    "refine_at_reference_times",
-    "refit_warp",
-    "resolve_run_gps",
-    "sync",
-    "transfer_with_refinement",
-    "video_of_facts",
-    "videos_of_warp",
-]
 
 
 def _no_progress(stage: str, done: int, total: int | None) -> None:
@@ -103,23 +77,9 @@ def extract_keyframes(
 ) -> KeyframeResult:
     """Decode ``video`` once, sampling keyframes by time, and compute their local features.
 
-    Decoding overlaps feature extraction (`extract_keyframe_index`); their busy times are published
-    as the stages ``decode`` and ``features``.
-
-    Args:
-        video: The run's video: one file, or the chapter files of one recording in order (then
-            keyframe times are on the joined timeline, as the recording's GPS is).
-        config: Parameters.
-        timer: Stage timer.
-        progress: Progress callback.
-        label: Prefix of the progress stage and of the timing records (``"reference "``).
-        kind: ``orb`` or ``xfeat``; None: the configured kind (``auto`` starts with ORB).
-
-    Returns:
-        The keyframe index, the probed video and how it was decoded.
-
-    Raises:
-        MediaError: The video cannot be read.
+    `extract_keyframe_index` (its arguments, result and errors) with its two overlapped halves'
+    busy times published as the stages ``decode`` and ``features``; ``label`` also prefixes the
+    timing records, and ``kind`` None is the configured kind (``auto`` starts with ORB).
     """
     kind = kind or first_feature_kind(config)
     done = extract_keyframe_index(video, config, kind, progress=progress, label=label)
@@ -207,12 +167,10 @@ def align_indexes(
     """
     device = backend_name(config.match.device)
     steps = path_steps(new, ref, config)
-    gps: dict[str, Any] = {"mode": gps_mode(reference_gps, new_gps, gps_notes), "notes": list(gps_notes)}
+    mode = gps_mode(reference_gps, new_gps, gps_notes)
     with timer.stage("gps") as rec:
         guide = gps_guide(reference_gps, new_gps, new.times, ref.times)
-        gps.update(guide.facts)
-        gps["notes"].extend(guide.notes)
-        rec.extra["mode"] = gps["mode"]
+        rec.extra["mode"] = mode
 
     with timer.stage("matching", device=device) as rec:
         if similarity is None:
@@ -229,9 +187,6 @@ def align_indexes(
             allowed=guide.allowed,
         )
         mapping, allowed = candidates.mapping, candidates.allowed
-        gps["notes"].extend(candidates.notes)
-        if candidates.map_shift_s is not None:
-            gps["map_shift_s"] = candidates.map_shift_s
         rec.frames = len(candidates.pairs)
         rec.device = backend_name(device)  # "cpu" if the GPU failed during the stage and the CPU took over
     progress("matching", 1, 1)
@@ -252,22 +207,8 @@ def align_indexes(
         fitted = path_warp(
             new, ref, refined, path_inliers, config, steps=steps, new_stops=guide.new_stops, mapping=mapping
         )
-        warp = fitted.warp
-        if fitted.stop_pairs_held is not None:
-            gps["stop_pairs_held"] = fitted.stop_pairs_held
-        if fitted.filled_knots is not None:
-            gps["filled_knots"] = fitted.filled_knots
-        gps["candidates"] = len(candidates.pairs)
-        warp.metrics["gps"] = gps
-        warp.meta.update(
-            reference=ref.video,
-            new=new.video,
-            keyframe_fps=ref.params.get("sample_fps"),
-            device=device,
-            mtbsync_version=__version__,
-            zoom_bias=refined.zoom_bias,
-            features=index_feature_kind(ref),
-        )
+        gps = gps_summary(mode, gps_notes, guide, candidates, fitted)
+        warp = described_warp(fitted, refined, new, ref, gps=gps, device=device)
         rec.frames = len(warp.t_new)
     pairs = path_pairs(refined, path_inliers, fitted)
     if allowed is not None and not warp.ok:
@@ -315,14 +256,14 @@ def transfer_with_refinement(
 ) -> tuple[Warp, list[TransferredMarker], list[AlignmentPair]]:
     """Transfer markers through ``warp``, first timing them at full frame rate when the videos are given.
 
+    Full-rate timing runs where `wants_full_rate_timing` says so; the warp is then pinned at the
+    markers found and their confidence follows what was found (`apply_refinement`).
+
     Returns:
         The warp pinned at the refined markers, the transferred markers, and the anchor pairs added.
     """
     anchors: list[AlignmentPair] = []
-    vision = warp.metrics.get("model") != "gps"  # a GPS-only warp has nothing vision could time
-    refined = (
-        config.refine and warp.ok and vision and reference is not None and new is not None and bool(markers)
-    )
+    refined = wants_full_rate_timing(markers, warp, reference=reference, new=new, config=config)
     if refined:
         refinement = refine_at_reference_times(
             reference, new, warp, [m.t_ref for m in markers], config, timer=timer
@@ -363,13 +304,8 @@ def refine_at_reference_times(
         Their new-run times (NaN where not found) and how each was timed.
     """
     plan = plan_refinement(reference, new, warp, ref_times, config)
-    if plan.through_warp:
-        log.warning(
-            "full-rate timing is limited to %d markers: the other %d were placed through the warp "
-            "pinned at those timed",
-            len(plan.todo),
-            len(plan.through_warp),
-        )
+    if plan.limit_note:
+        log.warning("%s", plan.limit_note)
     if not plan.todo:
         return plan.unrefined()
     with timer.stage("refine markers", frames=len(plan.todo)) as rec:
@@ -470,7 +406,12 @@ def sync(
         ref_index = ref_result.index
         ref_info = ref_result.info
     new_config = config_for_index(config, ref_index)
-    new_result = _indexed_keyframes(new, new_index_path, ref_index, timer=timer)
+    new_result = None
+    if new_index_path is not None:
+        new_info = probe(new)
+        with timer.stage("load index") as rec:
+            rec.extra["video"] = "new "
+            new_result = indexed_keyframes(new_info, new_index_path, ref_index)
     if new_result is None:
         new_result = extract_keyframes(new, new_config, timer=timer, progress=progress, label="new ")
     with timer.stage("gps tracks"):
@@ -509,19 +450,12 @@ def sync(
         )
     different_trails = alignment.gps_map is not None and not alignment.gps_map.same_trail
     if not alignment.warp.ok and not different_trails:
-        alignment.warp = _align_by_sequence(alignment.warp, ref_index, new_result.index, config, timer=timer)
+        with timer.stage("sequence", frames=len(new_result.index)) as rec:
+            alignment.warp = sequence_fallback(alignment.warp, ref_index, new_result.index, config)
+            rec.extra.update(alignment.warp.metrics.get("sequence") or {})
     if not alignment.warp.ok and alignment.gps_map is not None:
         # Where vision verified too little but both runs' GPS rides the same trail: GPS alone.
-        alignment.warp = (
-            gps_last_resort(
-                alignment.gps_map,
-                alignment.warp,
-                new_duration=float(new_result.index.video.get("duration") or 0.0),
-                ref_duration=float(ref_index.video.get("duration") or 0.0),
-                min_coverage=config.gates.min_coverage,
-            )
-            or alignment.warp
-        )
+        alignment.warp = gps_fallback(alignment.gps_map, alignment.warp, new_result.index, ref_index, config)
     alignment.warp.meta.setdefault("model", model_name(alignment.warp))
     if alignment.warp.ok and alignment.warp.meta["model"] != "gps":
         alignment.warp = densify_warp(alignment, reference, new_config, timer=timer)
@@ -578,32 +512,6 @@ def sync(
     )
 
 
-def _align_by_sequence(
-    vision: Warp, ref: FeatureIndex, new: FeatureIndex, config: SyncConfig, *, timer: StageTimer
-) -> Warp:
-    """Keypoint-free last visual resort: the runs' image sequences, placed only when significant."""
-    from mtbsync.align.sequence import sequence_warp
-
-    with timer.stage("sequence", frames=len(new)) as rec:
-        warp = sequence_warp(
-            ref.times,
-            ref.thumbnails,
-            new.times,
-            new.thumbnails,
-            vision,
-            gates=config.gates,
-            new_duration=float(new.video.get("duration") or 0.0),
-            ref_duration=float(ref.video.get("duration") or 0.0),
-            max_step=max(2, math.ceil(config.path.max_speed_ratio)),
-        )
-        rec.extra.update(vision.metrics.get("sequence") or {})
-    if warp is None:
-        return vision
-    warp.meta["model_reason"] = warp.reason
-    log.warning("%s", warp.reason, extra=IN_RESULT)
-    return warp
-
-
 def _align_with_learned_features(
     orb: Alignment,
     reference: VideoSource,
@@ -634,33 +542,4 @@ def _align_with_learned_features(
         new_gps=new_gps,
         gps_notes=gps_notes,
     )
-    chosen, other = (learned, orb) if better_alignment(learned.warp, orb.warp) else (orb, learned)
-    why = f"ORB verified {verified_text(orb.warp)}, learned features (XFeat) {verified_text(learned.warp)}"
-    chosen.warp.metrics["features"] = {
-        "used": chosen.warp.meta.get("features"),
-        "tried": ["orb", "xfeat"],
-        "why": why,
-        "other_ok": bool(other.warp.ok),
-    }
-    log.info("features: %s; using %s", why, chosen.warp.meta.get("features"))
-    return chosen
-
-
-def _indexed_keyframes(
-    video: VideoSource, index_path: str | Path | None, reference: FeatureIndex, *, timer: StageTimer
-) -> KeyframeResult | None:
-    """The new run's keyframes from its own index file, or None when there is none that fits."""
-    if index_path is None:
-        return None
-    info = probe(video)
-    try:
-        with timer.stage("load index") as record:
-            record.extra["video"] = "new "
-            index = load_index(index_path, expected_identity=info.identity)
-    except IndexFileError as exc:
-        log.info("not using the new run's index: %s", exc)
-        return None
-    if not indexes_comparable(index, reference):
-        return None
-    report = DecodeReport(source=info.path, mode=str(index.params.get("decode_mode", "index")))
-    return KeyframeResult(index=index, info=info, report=report)
+    return learned if choose_features(orb.warp, learned.warp) is learned.warp else orb

@@ -10,8 +10,9 @@ from typer.testing import CliRunner
 
 from mtbsync.cli import EXIT_OK, EXIT_USER_ERROR, app
 from mtbsync.config import SyncConfig
+from mtbsync.features.keyframes import config_for_index
 from mtbsync.ingest.track import FIX_NONE, GpsTrack, make_track
-from mtbsync.pipeline import SyncResult, align_indexes, config_for_index, sync
+from mtbsync.pipeline import SyncResult, align_indexes, sync
 from mtbsync.samples.gps import sample_pair_tracks, write_gpx
 from mtbsync.timing import StageTimer
 
@@ -156,10 +157,11 @@ def test_cli_malformed_track_file_is_one_red_line(sample_pair, tmp_path: Path) -
 
 
 def test_a_track_file_is_timed_by_the_cameras_gps_clock(tmp_path: Path) -> None:
+    from mtbsync.align.gps_tracks import resolve_run_gps
     from mtbsync.ingest.gopro import read_gps_from_mp4
     from mtbsync.ingest.gpmf import split_track
     from mtbsync.ingest.gpx import track_from_utc
-    from mtbsync.pipeline import extract_keyframes, resolve_run_gps
+    from mtbsync.pipeline import extract_keyframes
     from mtbsync.samples.gopro_mp4 import write_gopro_mp4
 
     raw = Path(__file__).resolve().parent / "data" / "gopro" / "hero11.raw"

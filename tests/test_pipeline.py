@@ -10,8 +10,9 @@ from conftest import texture_frames, write_clip
 
 from mtbsync.config import SyncConfig, preset
 from mtbsync.errors import ConfigError
+from mtbsync.features.keyframes import choose_keyframes_only
 from mtbsync.io.video import keyframe_interval
-from mtbsync.pipeline import choose_keyframes_only, extract_keyframes
+from mtbsync.pipeline import extract_keyframes
 from mtbsync.timing import StageTimer
 
 

@@ -31,7 +31,9 @@ from scipy.ndimage import gaussian_filter1d
 
 from mtbsync.align.fit import confidence_segments
 from mtbsync.align.warp import Warp
+from mtbsync.config import SyncConfig
 from mtbsync.errors import IN_RESULT
+from mtbsync.features.index import FeatureIndex
 from mtbsync.ingest.track import GpsTrack
 
 log = logging.getLogger("mtbsync")
@@ -597,6 +599,31 @@ def gps_last_resort(
     )
     log.warning("%s", warp.reason, extra=IN_RESULT)
     return warp
+
+
+def gps_fallback(
+    mapping: GpsMapping, vision: Warp, new: FeatureIndex, ref: FeatureIndex, config: SyncConfig
+) -> Warp:
+    """`gps_last_resort` for two keyframe indexes: the GPS warp, or ``vision`` where GPS cannot align.
+
+    Args:
+        mapping: The GPS map of the two runs.
+        vision: The vision warp that did not pass its gates.
+        new: The new run's keyframe index (its video's duration).
+        ref: The reference run's keyframe index (its video's duration).
+        config: Parameters (``config.gates.min_coverage``).
+
+    Returns:
+        `gps_last_resort`'s warp, or ``vision`` unchanged when it gives none.
+    """
+    warp = gps_last_resort(
+        mapping,
+        vision,
+        new_duration=float(new.video.get("duration") or 0.0),
+        ref_duration=float(ref.video.get("duration") or 0.0),
+        min_coverage=config.gates.min_coverage,
+    )
+    return warp or vision
 
 
 # --------------------------------------------------------------------------------------------------

@@ -72,6 +72,30 @@ def better_alignment(candidate: Warp, current: Warp) -> bool:
     return support(candidate) > support(current)
 
 
+def choose_features(orb: Warp, learned: Warp) -> Warp:
+    """Keep the better-supported of the ORB and the learned-feature (XFeat) alignments' warps.
+
+    Args:
+        orb: The ORB alignment's warp.
+        learned: The learned-feature alignment's warp.
+
+    Returns:
+        ``orb`` or ``learned`` itself (`better_alignment`; ORB on a tie), its ``metrics["features"]``
+        saying which features were used, which tried, why, and whether the other aligned too; the
+        choice is logged.
+    """
+    chosen, other = (learned, orb) if better_alignment(learned, orb) else (orb, learned)
+    why = f"ORB verified {verified_text(orb)}, learned features (XFeat) {verified_text(learned)}"
+    chosen.metrics["features"] = {
+        "used": chosen.meta.get("features"),
+        "tried": ["orb", "xfeat"],
+        "why": why,
+        "other_ok": bool(other.ok),
+    }
+    log.info("features: %s; using %s", why, chosen.meta.get("features"))
+    return chosen
+
+
 def verified_text(warp: Warp) -> str:
     """How much of its path a warp verified, for the cascade's note.
 

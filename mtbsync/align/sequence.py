@@ -7,18 +7,25 @@ railway elsewhere) can also form a path, so the path counts only when it stands 
 found in null matrices that keep the reference's appearance but not its order: the reference cut
 into blocks of a couple of seconds and shuffled, and the reference reversed. A real repeat of the
 trail is a long straight path; a look-alike gives short pieces, which the nulls give too.
+`sequence_fallback` applies it to two keyframe indexes (the pipeline times it as ``sequence``).
 """
 
 from __future__ import annotations
 
+import logging
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from mtbsync.align.path import KeyframePath, monotone_path
 from mtbsync.align.warp import Warp
-from mtbsync.config import WarpGates
+from mtbsync.config import SyncConfig, WarpGates
+from mtbsync.errors import IN_RESULT
+from mtbsync.features.index import FeatureIndex
 from mtbsync.match.sequence import enhanced_similarity, sequence_scores
+
+log = logging.getLogger("mtbsync")
 
 # Sequence evidence a cell needs to count for the path (the evidence of unrelated cells has a spread
 # of about a third of this).
@@ -163,4 +170,35 @@ def sequence_warp(
         "aligned by image sequences alone (keypoints verified too little: "
         f"{vision.reason or 'no consistent path'}); every marker needs review"
     )
+    return warp
+
+
+def sequence_fallback(vision: Warp, ref: FeatureIndex, new: FeatureIndex, config: SyncConfig) -> Warp:
+    """Keypoint-free last visual resort for two keyframe indexes: their thumbnail sequences.
+
+    Args:
+        vision: The keypoint warp that did not pass (``metrics["sequence"]`` is set on it).
+        ref: The reference run's keyframe index.
+        new: The new run's keyframe index.
+        config: Parameters (the gates; the path's speed ratio bounds the step).
+
+    Returns:
+        `sequence_warp`'s warp with its reason in ``meta["model_reason"]`` (also logged as a
+        warning that goes into the result), or ``vision`` when the sequence path is not significant.
+    """
+    warp = sequence_warp(
+        ref.times,
+        ref.thumbnails,
+        new.times,
+        new.thumbnails,
+        vision,
+        gates=config.gates,
+        new_duration=float(new.video.get("duration") or 0.0),
+        ref_duration=float(ref.video.get("duration") or 0.0),
+        max_step=max(2, math.ceil(config.path.max_speed_ratio)),
+    )
+    if warp is None:
+        return vision
+    warp.meta["model_reason"] = warp.reason
+    log.warning("%s", warp.reason, extra=IN_RESULT)
     return warp

@@ -3,8 +3,9 @@
 Guided by GPS where both runs have it (`gps_guide`); then the candidate pairs and their match
 counts (`match_candidates`), the monotone path through the geometrically verified band around the
 counts' path (`verified_path`), sub-keyframe reference times from the zoom between the views
-(`refine_path`), and the warp fitted to them (`path_warp`, `path_pairs`). The pipeline composes and
-times them (`mtbsync.pipeline.align_indexes`).
+(`refine_path`), and the warp fitted to them (`path_warp`, `path_pairs`), with what it rests on
+(`gps_summary`, `described_warp`). The pipeline composes and times them
+(`mtbsync.pipeline.align_indexes`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from mtbsync import __version__
 from mtbsync.align.candidates import band_pairs, candidate_pairs, count_score, verification_score
 from mtbsync.align.fit import fit_warp
 from mtbsync.align.gps import (
@@ -33,6 +35,7 @@ from mtbsync.align.warp import Warp
 from mtbsync.config import SyncConfig
 from mtbsync.features.extractors import is_learned
 from mtbsync.features.index import FeatureIndex
+from mtbsync.features.keyframes import index_feature_kind
 from mtbsync.ingest.track import GpsTrack
 from mtbsync.match.verify import match_counts, verify_pairs
 
@@ -382,3 +385,67 @@ def path_pairs(refined: RefinedPoints, path_inliers: np.ndarray, fitted: PathWar
         )
         for k in range(len(refined.t_new))
     ]
+
+
+def gps_summary(
+    mode: str, notes: tuple[str, ...], guide: GpsGuide, candidates: Candidates, fitted: PathWarp
+) -> dict[str, Any]:
+    """What GPS did in the alignment: the alignment's ``gps`` summary (``warp.metrics["gps"]``).
+
+    Args:
+        mode: How GPS was used (`mtbsync.align.gps_tracks.gps_mode`).
+        notes: Why GPS is missing or how it was timed.
+        guide: `gps_guide`'s guide.
+        candidates: `match_candidates`' candidates.
+        fitted: `path_warp`'s warp.
+
+    Returns:
+        The mode, the notes of every stage, the guide's figures, then how far the map moved, the
+        pairs held in stops, the knots GPS filled (where they apply) and the candidates examined.
+    """
+    gps: dict[str, Any] = {"mode": mode, "notes": [*notes, *guide.notes, *candidates.notes], **guide.facts}
+    if candidates.map_shift_s is not None:
+        gps["map_shift_s"] = candidates.map_shift_s
+    if fitted.stop_pairs_held is not None:
+        gps["stop_pairs_held"] = fitted.stop_pairs_held
+    if fitted.filled_knots is not None:
+        gps["filled_knots"] = fitted.filled_knots
+    gps["candidates"] = len(candidates.pairs)
+    return gps
+
+
+def described_warp(
+    fitted: PathWarp,
+    refined: RefinedPoints,
+    new: FeatureIndex,
+    ref: FeatureIndex,
+    *,
+    gps: dict[str, Any],
+    device: str,
+) -> Warp:
+    """The fitted warp with what it rests on: its GPS summary and the alignment's facts.
+
+    Args:
+        fitted: `path_warp`'s warp (updated in place).
+        refined: `refine_path`'s points (their zoom bias).
+        new: The new run's keyframe index.
+        ref: The reference run's keyframe index.
+        gps: `gps_summary` (kept as ``metrics["gps"]`` itself, not a copy).
+        device: The backend the alignment ran on.
+
+    Returns:
+        The warp, with ``metrics["gps"]`` and ``meta`` (the videos, keyframe rate, device, version,
+        zoom bias and features).
+    """
+    warp = fitted.warp
+    warp.metrics["gps"] = gps
+    warp.meta.update(
+        reference=ref.video,
+        new=new.video,
+        keyframe_fps=ref.params.get("sample_fps"),
+        device=device,
+        mtbsync_version=__version__,
+        zoom_bias=refined.zoom_bias,
+        features=index_feature_kind(ref),
+    )
+    return warp

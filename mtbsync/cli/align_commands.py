@@ -324,7 +324,7 @@ def warp(
     force: ForceOpt = False,
 ) -> None:
     """Fit the monotone warp to a pairs file (e.g. after editing pairs by hand)."""
-    from mtbsync.pipeline import refit_warp
+    from mtbsync.align.refit import refit_warp
 
     with user_errors():
         gates = {"min_inlier_frac": min_inlier_frac, "max_p90": max_p90, "min_coverage": min_coverage}
@@ -351,9 +351,10 @@ def _transfer(
     force: bool = False,
 ) -> None:
     from mtbsync.align.warp import load_warp
+    from mtbsync.io.sources import videos_of_warp
     from mtbsync.io.video import video_label
     from mtbsync.markers import read_reference_markers, write_new_markers
-    from mtbsync.pipeline import transfer_with_refinement, videos_of_warp
+    from mtbsync.pipeline import transfer_with_refinement
     from mtbsync.timing import StageTimer
 
     with user_errors(), OutputPlan([reference_markers, warp_file], force=force) as plan:

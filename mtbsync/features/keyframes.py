@@ -1,7 +1,8 @@
 """Keyframes of a run: one decode pass sampled by time, local features and thumbnails of each frame.
 
 Also here: how an index was sampled (`config_for_index`, `indexes_comparable`, `index_feature_kind`),
-which features an alignment starts with (`first_feature_kind`), whether key frames alone sample a
+the new run's keyframes from its own index file (`indexed_keyframes`), which features an alignment
+starts with (`first_feature_kind`), whether key frames alone sample a
 video densely enough (`choose_keyframes_only`), and the features of every frame inside short
 windows at full rate (`window_features`, for marker timing and the dense warp).
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -18,9 +20,9 @@ import numpy as np
 
 from mtbsync import __version__
 from mtbsync.config import SyncConfig
-from mtbsync.errors import ConfigError
+from mtbsync.errors import ConfigError, IndexFileError
 from mtbsync.features.extractors import FEATURE_KINDS, Extractor, empty_features, make_extractor
-from mtbsync.features.index import THUMB_SIZE, FeatureIndex
+from mtbsync.features.index import THUMB_SIZE, FeatureIndex, load_index
 from mtbsync.io.sources import chapter_facts
 from mtbsync.io.video import (
     DecodeReport,
@@ -276,6 +278,31 @@ def indexes_comparable(index: FeatureIndex, reference: FeatureIndex) -> bool:
     """
     keys = ("sample_fps", "long_side", "features")
     return all(index.params.get(k) == reference.params.get(k) for k in keys)
+
+
+def indexed_keyframes(
+    info: VideoInfo, index_path: str | Path, reference: FeatureIndex
+) -> KeyframeResult | None:
+    """The new run's keyframes from its own index file (the service builds one at ingest).
+
+    Args:
+        info: The new run's probed video (the index must be of it).
+        index_path: The new run's index file.
+        reference: The reference index (the new index must be sampled like it).
+
+    Returns:
+        The keyframes, or None when the file is not usable (unreadable, of another video: logged)
+        or not sampled like ``reference``: the run is then decoded.
+    """
+    try:
+        index = load_index(index_path, expected_identity=info.identity)
+    except IndexFileError as exc:
+        log.info("not using the new run's index: %s", exc)
+        return None
+    if not indexes_comparable(index, reference):
+        return None
+    report = DecodeReport(source=info.path, mode=str(index.params.get("decode_mode", "index")))
+    return KeyframeResult(index=index, info=info, report=report)
 
 
 def window_features(

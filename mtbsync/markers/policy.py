@@ -1,8 +1,9 @@
 """How far to trust a transferred marker once full-rate timing has (or has not) found its place.
 
-A marker timed at full frame rate gets the calibrated confidence (`marker_confidence`), capped by
-the warp's own; one whose place was not found rests on keyframes alone and asks for review, and at
-the extrapolated ends of the covered part, or below `MIN_UNCONFIRMED_CONFIDENCE`, is not placed.
+Whether full-rate timing runs at all is decided here too (`wants_full_rate_timing`). A marker timed
+at full frame rate gets the calibrated confidence (`marker_confidence`), capped by the warp's own;
+one whose place was not found rests on keyframes alone and asks for review, and at the extrapolated
+ends of the covered part, or below `MIN_UNCONFIRMED_CONFIDENCE`, is not placed.
 """
 
 from __future__ import annotations
@@ -16,13 +17,42 @@ import numpy as np
 from mtbsync.align.fit import pin_warp
 from mtbsync.align.pairs import AlignmentPair
 from mtbsync.align.warp import Warp
+from mtbsync.config import SyncConfig
+from mtbsync.io.video import VideoSource
 from mtbsync.markers.confidence import GUARD_CAP, marker_confidence, review_guards
-from mtbsync.markers.model import TransferredMarker
+from mtbsync.markers.model import Marker, TransferredMarker
 from mtbsync.markers.refine import THROUGH_WARP, MarkerRefinement
 
 # An unconfirmed marker below this confidence (e.g. in the half keyframe by which the covered part is
 # extended at its ends) is not placed: a guess is worse than a gap the editor can see.
 MIN_UNCONFIRMED_CONFIDENCE = 0.25
+
+
+def wants_full_rate_timing(
+    markers: list[Marker],
+    warp: Warp,
+    *,
+    reference: VideoSource | None,
+    new: VideoSource | None,
+    config: SyncConfig,
+) -> bool:
+    """Whether the markers are timed at full frame rate before they are transferred.
+
+    Args:
+        markers: The reference markers.
+        warp: The alignment's warp.
+        reference: The reference run's video, or None (not at hand).
+        new: The new run's video, or None.
+        config: Parameters (``config.refine``).
+
+    Returns:
+        True when refinement is on, there are markers, both videos are given and the warp is
+        aligned by vision (a GPS-only warp has nothing vision could time).
+    """
+    vision = warp.metrics.get("model") != "gps"
+    return bool(
+        config.refine and warp.ok and vision and reference is not None and new is not None and markers
+    )
 
 
 def pin_at_refinement(warp: Warp, refinement: MarkerRefinement) -> tuple[Warp, list[AlignmentPair]]:

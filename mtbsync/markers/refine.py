@@ -108,6 +108,16 @@ class RefinementPlan:
     min_peak: int = REFINE_MIN_INLIERS
     reproj_px: float = 0.0
 
+    @property
+    def limit_note(self) -> str | None:
+        """The warning that markers past `REFINE_MAX_MARKERS` were left to the warp, else None."""
+        if not self.through_warp:
+            return None
+        return (
+            f"full-rate timing is limited to {len(self.todo)} markers: the other "
+            f"{len(self.through_warp)} were placed through the warp pinned at those timed"
+        )
+
     def unrefined(self) -> MarkerRefinement:
         """The result when nothing is refined: every time not found."""
         n = len(self.t_ref)

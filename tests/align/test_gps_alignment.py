@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,6 +16,7 @@ from mtbsync.align.gps import (
     estimate_track_offset,
     fill_gaps,
     flatten_stops,
+    gps_fallback,
     gps_mapping,
     gps_only_warp,
     local_metres,
@@ -22,6 +25,7 @@ from mtbsync.align.gps import (
     stop_intervals,
 )
 from mtbsync.align.warp import Warp
+from mtbsync.config import SyncConfig
 from mtbsync.ingest.track import FIX_NONE, GpsTrack, make_track
 
 ORIGIN = (46.55, 7.98)
@@ -308,3 +312,18 @@ def test_gps_alone_never_aligns_different_trails() -> None:
         gps_only_warp(mapping, _failed_vision_warp(), new_duration=80, ref_duration=100, min_coverage=0.2)
         is None
     )
+
+
+def test_the_gps_fallback_of_two_indexes_aligns_by_gps_or_keeps_the_vision_warp(caplog) -> None:
+    t_ref, s_ref = ref_run()
+    t_new, s_new = new_run()
+    new, ref = SimpleNamespace(video={"duration": 80.0}), SimpleNamespace(video={"duration": 100.0})
+    mapping = gps_mapping(to_track(t_ref, s_ref, seed=3), to_track(t_new, s_new, seed=4))
+    vision = _failed_vision_warp()
+    with caplog.at_level(logging.WARNING, logger="mtbsync"):
+        warp = gps_fallback(mapping, vision, new, ref, SyncConfig())
+    assert warp is not vision and warp.ok and warp.meta["model"] == "gps"
+    assert "too few verified matches" in warp.meta["model_reason"]
+    assert caplog.messages == [warp.reason]
+    far = gps_mapping(to_track(t_ref, s_ref, seed=6), to_track(t_new, s_new, seed=5, shift_m=2500.0))
+    assert gps_fallback(far, vision, new, ref, SyncConfig()) is vision

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+from types import SimpleNamespace
+
 import cv2
 import numpy as np
 
-from mtbsync.align.sequence import align_by_sequence
+from mtbsync.align.sequence import align_by_sequence, sequence_fallback
+from mtbsync.align.warp import Warp
+from mtbsync.config import SyncConfig
 from mtbsync.match.sequence import enhanced_similarity, patch_normalised, sequence_scores
 
 
@@ -55,3 +60,33 @@ def test_the_same_kind_of_place_elsewhere_is_not_significant() -> None:
     reference = _filmed(_places(60, 6), np.arange(0.0, 60.0), gain=1.0, seed=7)
     elsewhere = _filmed(_places(60, 8), np.arange(0.0, 50.0), gain=1.0, seed=9)
     assert not align_by_sequence(elsewhere, reference, max_step=3).significant
+
+
+def _index(thumbnails: np.ndarray, step_s: float = 0.5) -> SimpleNamespace:
+    """The parts of a keyframe index the sequence fallback reads."""
+    times = step_s * np.arange(len(thumbnails), dtype=np.float64)
+    return SimpleNamespace(times=times, thumbnails=thumbnails, video={"duration": float(times[-1] + step_s)})
+
+
+def _failed() -> Warp:
+    return Warp(np.zeros(0), np.zeros(0), np.zeros(0), ok=False, reason="too few verified matches")
+
+
+def test_the_sequence_fallback_places_a_repeat_and_says_so(caplog) -> None:
+    views = _places(80, 3)
+    reference = _index(_filmed(views, np.arange(0.0, 60.0), gain=1.0, seed=4))
+    new = _index(_filmed(views, np.arange(10.0, 50.0), gain=0.6, seed=5))
+    vision = _failed()
+    with caplog.at_level(logging.WARNING, logger="mtbsync"):
+        warp = sequence_fallback(vision, reference, new, SyncConfig())
+    assert warp is not vision and warp.ok and warp.metrics["model"] == "sequence"
+    assert warp.meta["model_reason"] == warp.reason and "image sequences alone" in warp.reason
+    assert caplog.messages == [warp.reason]
+
+
+def test_the_sequence_fallback_keeps_the_vision_warp_for_look_alikes() -> None:
+    reference = _index(_filmed(_places(60, 6), np.arange(0.0, 60.0), gain=1.0, seed=7))
+    elsewhere = _index(_filmed(_places(60, 8), np.arange(0.0, 50.0), gain=1.0, seed=9))
+    vision = _failed()
+    assert sequence_fallback(vision, reference, elsewhere, SyncConfig()) is vision
+    assert vision.metrics["sequence"]["significant"] is False

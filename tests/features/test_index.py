@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import logging
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +10,9 @@ import pytest
 from mtbsync.config import FeatureConfig
 from mtbsync.errors import IndexFileError
 from mtbsync.features.index import FeatureIndex, load_index, save_index
+from mtbsync.features.keyframes import indexed_keyframes
 from mtbsync.features.orb import FrameFeatures, OrbExtractor
+from mtbsync.io.video import VideoInfo
 
 
 def _index(identity: str = "1:abc") -> FeatureIndex:
@@ -56,6 +60,23 @@ def test_refuses_other_schema_and_garbage(tmp_path: Path) -> None:
     (tmp_path / "junk.npz").write_text("junk")
     with pytest.raises(IndexFileError, match="not a readable"):
         load_index(tmp_path / "junk.npz")
+
+
+def test_the_new_runs_own_index_is_used_only_when_it_fits(tmp_path: Path, caplog) -> None:
+    path = save_index(_index("1:new"), tmp_path / "new.npz")
+    info = VideoInfo(tmp_path / "new.mp4", 640, 360, Fraction(30), 1.0, 30, "h264", "1:new")
+    found = indexed_keyframes(info, path, _index("1:ref"))
+    assert found is not None and found.info is info and len(found.index) == 3
+    assert found.report.source == info.path and found.report.mode == "index"
+    # Sampled otherwise than the reference: decoded instead.
+    other = _index("1:ref")
+    other.params["sample_fps"] = 5.0
+    assert indexed_keyframes(info, path, other) is None
+    # Of another video: decoded instead, and the log says why.
+    of_another = save_index(_index("1:other"), tmp_path / "other.npz")
+    with caplog.at_level(logging.INFO, logger="mtbsync"):
+        assert indexed_keyframes(info, of_another, _index("1:ref")) is None
+    assert any(m.startswith("not using the new run's index: ") for m in caplog.messages)
 
 
 def test_orb_handles_flat_and_textured_frames() -> None:

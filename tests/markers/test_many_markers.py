@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import math
@@ -13,10 +14,11 @@ import pytest
 from mtbsync.align.warp import Warp, load_warp
 from mtbsync.config import SyncConfig
 from mtbsync.markers import Marker, TransferredMarker, transfer_markers
-from mtbsync.markers.policy import apply_refinement, pin_at_refinement
+from mtbsync.markers.policy import apply_refinement, pin_at_refinement, wants_full_rate_timing
 from mtbsync.markers.refine import (
     REFINE_MAX_MARKERS,
     THROUGH_WARP,
+    RefinementPlan,
     _within_limit,
     plan_refinement,
     refine_markers,
@@ -151,6 +153,32 @@ def test_the_markers_timed_at_full_rate_are_spread_over_the_file() -> None:
     assert np.diff(chosen).max() < 30.0  # no long stretch without a pin
     assert _within_limit(placeable[:50], times, 100) == (placeable[:50].tolist(), [])
     assert _within_limit(placeable, times, None) == (placeable.tolist(), [])
+
+
+def test_the_plan_says_when_markers_are_left_to_the_warp() -> None:
+    times = np.linspace(0.0, 60.0, 12)
+    assert RefinementPlan(times, times, list(range(12))).limit_note is None
+    limited = RefinementPlan(times, times, [0, 5, 11], through_warp=[1, 2, 3, 4, 6, 7, 8, 9, 10])
+    assert limited.limit_note == (
+        "full-rate timing is limited to 3 markers: the other 9 were placed through the warp pinned at "
+        "those timed"
+    )
+
+
+def test_full_rate_timing_needs_markers_both_videos_and_a_vision_warp(tmp_path) -> None:
+    warp = Warp([0, 10], [0, 10], [1, 1])
+    markers, config = [Marker("drop", 5.0)], SyncConfig()
+    videos = {"reference": tmp_path / "ref.mp4", "new": tmp_path / "new.mp4"}
+    assert wants_full_rate_timing(markers, warp, **videos, config=config)
+    assert not wants_full_rate_timing([], warp, **videos, config=config)
+    assert not wants_full_rate_timing(markers, warp, reference=None, new=videos["new"], config=config)
+    assert not wants_full_rate_timing(markers, warp, reference=videos["reference"], new=None, config=config)
+    off = dataclasses.replace(config, refine=False)
+    assert not wants_full_rate_timing(markers, warp, **videos, config=off)
+    failed = Warp([0, 10], [0, 10], [1, 1], ok=False)
+    assert not wants_full_rate_timing(markers, failed, **videos, config=config)
+    gps_only = Warp([0, 10], [0, 10], [1, 1], metrics={"model": "gps"})
+    assert not wants_full_rate_timing(markers, gps_only, **videos, config=config)
 
 
 def test_past_the_limit_markers_follow_the_pinned_warp(sample_pair, tmp_path, caplog) -> None:
