@@ -34,6 +34,9 @@ from mtbsync.match.verify import verify_block_pairs
 # fall off on both sides of the peak.
 DENSE_MIN_HALF_WINDOW_S = 0.25
 DENSE_MAX_HALF_WINDOW_S = 0.6
+# Keyframe knots between two located keyframes at most this far apart (s of new time) give way to
+# the curve through them: about two missing keyframes at the usual three per second.
+DENSE_MAX_GAP_S = 1.1
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,7 @@ def locate_keyframes(
     *,
     reproj_px: float,
     min_inliers: int,
+    zoom_bias: float | None = None,
 ) -> DensePoints:
     """Locate each new keyframe among the reference frames within ``half_window`` of its estimate.
 
@@ -88,6 +92,7 @@ def locate_keyframes(
         config: Matching parameters.
         reproj_px: Geometric threshold for the feature images' size.
         min_inliers: Fewest inliers at a peak.
+        zoom_bias: The zoom between the cameras when already measured (`locate_windows`).
 
     Returns:
         The located points (NaN where not found).
@@ -117,6 +122,7 @@ def locate_keyframes(
             *new_features, *ref_features, pairs, config, reproj_px=reproj_px, epipoles=True
         ),
         zoom_sign=-1.0,
+        zoom_bias=zoom_bias,
     )
     for (k, _), timing in zip(plan, found.timings, strict=True):
         peaks[k] = timing.peak_inliers
@@ -212,34 +218,131 @@ def dense_warp(
     kind = str(warp.meta.get("features") or "orb")
     long_side = min(config.features.feature_side, config.decode.max_side)
     extractor = make_extractor(kind, config.features)
-    ref_t, ref_feats = window_features(reference, plan.windows, long_side, extractor)
-    stacked_new = stack_features([new.frame(int(k)) for k in keyframes], kind)
     learned = kind != "orb"
-    points = locate_keyframes(
-        new.times[keyframes],
-        stacked_new,
-        ref_t,
-        stack_features(ref_feats, kind),
-        plan.predicted,
-        plan.half_window,
-        config.match,
-        reproj_px=config.match.ransac_reproj_px * max(new.image_size) / 640.0,
-        min_inliers=config.match.learned_min_inliers if learned else config.match.min_inliers,
-    )
+    reference_frames = 0
+
+    def locate(
+        chosen: np.ndarray,
+        predicted: np.ndarray,
+        windows: list[tuple[float, float]],
+        zoom_bias: float | None = None,
+    ) -> DensePoints:
+        nonlocal reference_frames
+        ref_t, ref_feats = window_features(reference, windows, long_side, extractor)
+        reference_frames += len(ref_t)
+        return locate_keyframes(
+            new.times[keyframes[chosen]],
+            stack_features([new.frame(int(k)) for k in keyframes[chosen]], kind),
+            ref_t,
+            stack_features(ref_feats, kind),
+            predicted,
+            plan.half_window,
+            config.match,
+            reproj_px=config.match.ransac_reproj_px * max(new.image_size) / 640.0,
+            min_inliers=config.match.learned_min_inliers if learned else config.match.min_inliers,
+            zoom_bias=zoom_bias,
+        )
+
+    points = locate(np.arange(keyframes.size), plan.predicted, plan.windows)
     found = points.found & consistent_points(points.t_new, points.t_ref)
+    # Where the keyframe warp was further off than the window reaches, the keyframe is not found
+    # around its estimate: placed again from its located neighbours (each accurate to a fraction of
+    # a frame), it is searched once more there.
+    retry, again = retry_predictions(points.t_new, points.t_ref, found, plan.predicted, plan.half_window)
+    relocated = 0
+    if retry.size:
+        windows = merge_windows([(p - plan.half_window, p + plan.half_window) for p in again], gap=0.0)
+        second = locate(retry, again, windows, zoom_bias=points.zoom_bias)
+        t_ref = points.t_ref.copy()
+        t_ref[retry] = np.where(second.found, second.t_ref, t_ref[retry])
+        peaks = points.peak_inliers.copy()
+        peaks[retry] = np.where(second.found, second.peak_inliers, peaks[retry])
+        points = replace(points, t_ref=t_ref, peak_inliers=peaks)
+        before = found
+        found = points.found & consistent_points(points.t_new, points.t_ref)
+        relocated = int((found & ~before)[retry].sum())
     dense_metrics = {
         "ran": True,
         "keyframes": len(keyframes),
         "located": int(found.sum()),
-        "reference_frames": len(ref_t),
+        "searched_again": int(retry.size),
+        "located_again": relocated,
+        "reference_frames": reference_frames,
         "zoom_bias": round(points.zoom_bias, 4),
     }
     if found.sum() >= 2:
         warp = _follow_located(warp, points.t_new[found], points.t_ref[found])
+        warp = drop_knots_between(warp, points.t_new[found])
         warp = pin_warp(warp, points.t_new[found], points.t_ref[found], clearance=0.1)
         warp.metrics.pop("anchors", None)  # anchors count the markers pinned later
     warp.metrics["dense"] = dense_metrics
     return warp, dense_metrics
+
+
+def retry_predictions(
+    t_new: np.ndarray,
+    t_ref: np.ndarray,
+    found: np.ndarray,
+    predicted: np.ndarray,
+    half_window: float,
+    *,
+    max_reach_s: float = 1.5,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Keyframes to search again, and where: their reference times from the located neighbours.
+
+    A keyframe not located (or located inconsistently) is placed on the line between the located
+    keyframes on either side, or beyond the first or last along the line through the nearest two
+    (at most ``max_reach_s`` of new time away). It is searched again only where that estimate moved
+    more than a quarter of the window from the first one: otherwise the same search would be repeated.
+
+    Args:
+        t_new: (k,) new keyframe times, increasing.
+        t_ref: (k,) located reference times (NaN where not found).
+        found: (k,) which located points are kept.
+        predicted: (k,) the first estimates (NaN: not searched).
+        half_window: Seconds of reference time searched on each side.
+        max_reach_s: How far beyond the located keyframes an estimate is extrapolated.
+
+    Returns:
+        (indices, estimates): the keyframes to search again and their new estimates.
+    """
+    good = np.nonzero(found)[0]
+    if good.size < 2:
+        return np.zeros(0, np.int64), np.zeros(0)
+    x, y = t_new[good], t_ref[good]
+    todo = np.nonzero(~found & np.isfinite(predicted))[0]
+    estimate = np.interp(t_new[todo], x, y)
+    before, after = t_new[todo] < x[0], t_new[todo] > x[-1]
+    slope_first = (y[1] - y[0]) / (x[1] - x[0])
+    slope_last = (y[-1] - y[-2]) / (x[-1] - x[-2])
+    estimate[before] = y[0] + slope_first * (t_new[todo][before] - x[0])
+    estimate[after] = y[-1] + slope_last * (t_new[todo][after] - x[-1])
+    reach = np.where(before, x[0] - t_new[todo], np.where(after, t_new[todo] - x[-1], 0.0))
+    moved = np.abs(estimate - predicted[todo]) > 0.25 * half_window
+    keep = moved & (reach <= max_reach_s)
+    return todo[keep], estimate[keep]
+
+
+def drop_knots_between(warp: Warp, located: np.ndarray, *, max_gap_s: float = DENSE_MAX_GAP_S) -> Warp:
+    """The warp without its keyframe knots that lie between two located keyframes close together.
+
+    A keyframe the dense pass could not locate keeps the keyframe path's time, which may be off by a
+    keyframe step where the path was unsure; between located neighbours at most ``max_gap_s`` apart,
+    the curve through those neighbours is the better estimate. Knots in longer gaps (where nothing
+    was located, e.g. a stretch vision could not verify) are kept.
+    """
+    located = np.unique(np.asarray(located, np.float64))
+    if located.size < 2 or warp.is_empty:
+        return warp
+    after = np.searchsorted(located, warp.t_new, side="right")
+    inside = (after > 0) & (after < located.size)
+    lo = located[np.clip(after - 1, 0, located.size - 1)]
+    hi = located[np.clip(after, 0, located.size - 1)]
+    strictly = inside & (warp.t_new > lo + 1e-9) & (warp.t_new < hi - 1e-9) & (hi - lo <= max_gap_s)
+    if not strictly.any():
+        return warp
+    keep = ~strictly
+    return replace(warp, t_new=warp.t_new[keep], t_ref=warp.t_ref[keep], confidence=warp.confidence[keep])
 
 
 def _follow_located(warp: Warp, t_new: np.ndarray, t_ref: np.ndarray) -> Warp:

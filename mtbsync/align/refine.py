@@ -416,6 +416,7 @@ def locate_windows(
     min_inliers: int,
     with_epipoles: Callable[[], Any],
     zoom_sign: float = 1.0,
+    zoom_bias: float | None = None,
 ) -> WindowTimings:
     """Locate one frame in each window of frames: the one loop of marker timing and the dense pass.
 
@@ -430,16 +431,20 @@ def locate_windows(
         with_epipoles: Verifies the same pairs again, measuring epipoles.
         zoom_sign: -1 when the searched frames are the reference's (their zoom grows as they pass
             the place, where `locate_in_window` expects it falling).
+        zoom_bias: The zoom between the cameras when already known (a second search of a few
+            windows reads it less surely than the first of many); None: read at these peaks.
     """
     spans = np.cumsum([0] + [len(t) for t in window_times])
     zooms = zoom_sign * geometry.log_zoom
-    bias = zoom_at_peaks(
-        [
-            (t, geometry.inliers[a:b], zooms[a:b])
-            for t, a, b in zip(window_times, spans[:-1], spans[1:], strict=True)
-        ],
-        min_inliers=min_inliers,
-    )
+    bias = zoom_bias
+    if bias is None:
+        bias = zoom_at_peaks(
+            [
+                (t, geometry.inliers[a:b], zooms[a:b])
+                for t, a, b in zip(window_times, spans[:-1], spans[1:], strict=True)
+            ],
+            min_inliers=min_inliers,
+        )
     epipoles = None
     if abs(bias) >= EPIPOLE_MIN_ZOOM_BIAS:
         # Another lens or mount: inlier peaks and zoom levels move, so places are located by where
