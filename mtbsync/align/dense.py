@@ -301,9 +301,9 @@ def retry_predictions(
         found: (k,) which located points are kept.
         predicted: (k,) the first estimates (NaN: not searched).
         half_window: Seconds of reference time searched on each side.
-        max_reach_s: How far beyond the located keyframes an estimate is extrapolated. None by
-            default: past the ends the rider may be accelerating away from a start gate, and a
-            search there along the extrapolated line found places the new run never reaches.
+        max_reach_s: How far beyond the located keyframes an estimate is extrapolated; 0 (not at
+            all) by default: past the ends the rider may be accelerating away from a start gate,
+            and a search there along the extrapolated line found places the new run never reaches.
 
     Returns:
         (indices, estimates): the keyframes to search again and their new estimates.
