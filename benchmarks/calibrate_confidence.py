@@ -6,7 +6,7 @@
 
 Markers every 0.5 s of the reference (inside each warp's covered part, 0.3 s from its ends) are
 timed at full frame rate exactly as ``sync --reference-markers`` times markers
-(`mtbsync.pipeline.refine_at_reference_times`), through the warp that ``benchmarks/conditions.py``
+(`mtbsync.markers.full_rate.refine_at_reference_times`), through the warp that ``benchmarks/conditions.py``
 (generated pairs under changed conditions) or ``benchmarks/accuracy.py`` (the rendered trails and
 the real GoPro self-warps) saved for the pair; the truth is the first new-run time at which the
 pair's dense truth reaches the marker's reference time. Run those two benchmarks first.
@@ -46,7 +46,7 @@ from mtbsync.markers.confidence import (
     probability_within_a_frame,
     review_guards,
 )
-from mtbsync.pipeline import refine_at_reference_times
+from mtbsync.markers.full_rate import refine_at_reference_times
 from mtbsync.timing import StageTimer
 
 ROOT = Path(__file__).resolve().parents[1]

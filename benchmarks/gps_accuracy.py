@@ -138,8 +138,8 @@ def time_alignment(pair: dict[str, Any], repeats: int) -> dict[str, Any]:
     The whole sync is dominated by decoding, features and marker refinement, which GPS does not
     touch; this isolates the part it does (matching, path, refine, warp).
     """
-    from mtbsync.features.keyframes import config_for_index
-    from mtbsync.pipeline import align_indexes, extract_keyframes
+    from mtbsync.features.keyframes import config_for_index, extract_keyframes
+    from mtbsync.pipeline import align_indexes
 
     config = SyncConfig()
     ref_index = extract_keyframes(pair["reference"], config, timer=StageTimer()).index

@@ -2,16 +2,19 @@
 
 The CLI (and later the API and the service) call these functions; they hold no logic of their own.
 Every stage runs inside ``timer.stage(...)`` (or publishes its busy time when it overlaps another
-stage), so one `StageTimer` sees everything. The stages live in their modules: keyframes in
-`mtbsync.features.keyframes`, a run's GPS in `mtbsync.align.gps_tracks`, the alignment's stages in
-`mtbsync.align.vision`, the feature cascade's choices in `mtbsync.align.select`, the last resorts
-in `mtbsync.align.sequence` and `mtbsync.align.gps`, the dense warp in `mtbsync.align.dense`,
-marker timing in `mtbsync.markers.refine` and its policy and confidence in `mtbsync.markers.policy`.
+stage), so one `StageTimer` sees everything; the stage entry points that run as several timed
+stages take that timer. The stages live in their modules: keyframes, decoded or from index files, in
+`mtbsync.features.keyframes` (`extract_keyframes`, `pair_keyframes`), a run's GPS in
+`mtbsync.align.gps_tracks`, the alignment's stages (and its retry by vision alone when the GPS band
+held no consistent path) in `mtbsync.align.vision`, the feature cascade's choices in
+`mtbsync.align.select`, the last resorts in `mtbsync.align.sequence` and `mtbsync.align.gps`, the
+dense warp in `mtbsync.align.dense`, and the markers, timed at full frame rate then transferred, in
+`mtbsync.markers.full_rate` (their timing in `mtbsync.markers.refine`, its policy and confidence in
+`mtbsync.markers.policy`).
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,9 +29,11 @@ from mtbsync.align.path import KeyframePath
 from mtbsync.align.select import choose_features, model_name, wants_learned_features
 from mtbsync.align.sequence import sequence_fallback
 from mtbsync.align.vision import (
+    band_retry_reason,
     described_warp,
     gps_guide,
     gps_summary,
+    mark_vision_retry,
     match_candidates,
     path_pairs,
     path_steps,
@@ -38,66 +43,21 @@ from mtbsync.align.vision import (
 )
 from mtbsync.align.warp import Warp, save_warp, write_dense_warp_csv, write_timewarp_json
 from mtbsync.config import SyncConfig
-from mtbsync.errors import IN_RESULT
-from mtbsync.features.index import FeatureIndex, load_index, save_index
-from mtbsync.features.keyframes import (
-    KeyframeResult,
-    Progress,
-    config_for_index,
-    extract_keyframe_index,
-    first_feature_kind,
-    indexed_keyframes,
-)
+from mtbsync.features.index import FeatureIndex, save_index
+from mtbsync.features.keyframes import KeyframeResult, Progress, extract_keyframes, pair_keyframes
 from mtbsync.gpu import backend_name
 from mtbsync.ingest.track import GpsTrack
 from mtbsync.io.sources import chapter_facts
-from mtbsync.io.video import VideoSource, probe, video_label
-from mtbsync.markers import Marker, TransferredMarker, transfer_markers
-from mtbsync.markers.policy import apply_refinement, pin_at_refinement, wants_full_rate_timing
-from mtbsync.markers.refine import MarkerRefinement, plan_refinement, refine_markers
+from mtbsync.io.video import VideoSource, video_label
+from mtbsync.markers import Marker, TransferredMarker
+from mtbsync.markers.full_rate import transfer_with_refinement
 from mtbsync.match.retrieval import appearance_similarity
 from mtbsync.telemetry import stage_sample  # noqa: F401  (importing it makes every stage sample the GPU)
 from mtbsync.timing import StageTimer
 
-log = logging.getLogger("mtbsync")
-
 
 def _no_progress(stage: str, done: int, total: int | None) -> None:
     return None
-
-
-def extract_keyframes(
-    video: VideoSource,
-    config: SyncConfig,
-    *,
-    timer: StageTimer,
-    progress: Progress = _no_progress,
-    label: str = "",
-    kind: str | None = None,
-) -> KeyframeResult:
-    """Decode ``video`` once, sampling keyframes by time, and compute their local features.
-
-    `extract_keyframe_index` (its arguments, result and errors) with its two overlapped halves'
-    busy times published as the stages ``decode`` and ``features``; ``label`` also prefixes the
-    timing records, and ``kind`` None is the configured kind (``auto`` starts with ORB).
-    """
-    kind = kind or first_feature_kind(config)
-    done = extract_keyframe_index(video, config, kind, progress=progress, label=label)
-    report = done.result.report
-    timer.add_busy(
-        "decode",
-        done.decode_clock,
-        frames=report.decoded_frames,
-        device="gpu" if report.decoder == "nvdec" else "cpu",
-        extra={"video": label or done.name, "decoder": report.decoder},
-    )
-    timer.add_busy(
-        "features" if kind == "orb" else f"features {kind}",
-        done.feature_clock,
-        frames=len(done.result.index),
-        extra={"video": label or done.name, "kind": kind},
-    )
-    return done.result
 
 
 def build_index(
@@ -211,15 +171,8 @@ def align_indexes(
         warp = described_warp(fitted, refined, new, ref, gps=gps, device=device)
         rec.frames = len(warp.t_new)
     pairs = path_pairs(refined, path_inliers, fitted)
-    if allowed is not None and not warp.ok:
-        # The band rests on the tracks' timing (a wrong track offset shifts it): when vision finds no
-        # consistent path inside it, GPS must not be what makes the runs "not aligned".
-        log.warning(
-            "no consistent visual path inside the GPS band (%s); retrying by vision alone",
-            warp.reason,
-            extra=IN_RESULT,
-        )
-        why = "the GPS map disagreed with vision (check the track offset)"
+    why = band_retry_reason(allowed, warp)
+    if why is not None:
         fallback = align_indexes(
             ref,
             new,
@@ -229,8 +182,7 @@ def align_indexes(
             gps_notes=(why, *gps_notes),
             similarity=similarity,
         )
-        fallback.extra["gps"]["mode"] = f"none: {why}; aligned by vision alone"
-        fallback.extra["gps"]["map"] = gps.get("map")
+        mark_vision_retry(fallback.extra["gps"], gps, why)
         fallback.gps_map = mapping
         return fallback
     return Alignment(
@@ -242,76 +194,6 @@ def align_indexes(
         gps_map=mapping,
         new_index=new,
     )
-
-
-def transfer_with_refinement(
-    markers: list[Marker],
-    warp: Warp,
-    *,
-    reference: VideoSource | None,
-    new: VideoSource | None,
-    config: SyncConfig,
-    review_threshold: float,
-    timer: StageTimer,
-) -> tuple[Warp, list[TransferredMarker], list[AlignmentPair]]:
-    """Transfer markers through ``warp``, first timing them at full frame rate when the videos are given.
-
-    Full-rate timing runs where `wants_full_rate_timing` says so; the warp is then pinned at the
-    markers found and their confidence follows what was found (`apply_refinement`).
-
-    Returns:
-        The warp pinned at the refined markers, the transferred markers, and the anchor pairs added.
-    """
-    anchors: list[AlignmentPair] = []
-    refined = wants_full_rate_timing(markers, warp, reference=reference, new=new, config=config)
-    if refined:
-        refinement = refine_at_reference_times(
-            reference, new, warp, [m.t_ref for m in markers], config, timer=timer
-        )
-        warp, anchors = pin_at_refinement(warp, refinement)
-    with timer.stage("transfer", frames=len(markers)):
-        transferred = transfer_markers(markers, warp, review_threshold=review_threshold)
-    if refined:
-        transferred = apply_refinement(transferred, refinement, warp, review_threshold)
-    return warp, transferred, anchors
-
-
-def refine_at_reference_times(
-    reference: VideoSource,
-    new: VideoSource,
-    warp: Warp,
-    ref_times: list[float],
-    config: SyncConfig,
-    *,
-    timer: StageTimer,
-) -> MarkerRefinement:
-    """Time reference moments (markers) in the new run to about one frame (`refine_markers`).
-
-    Only short windows around each moment are decoded, timed as the stage ``refine markers``; of
-    more than `mtbsync.markers.refine.REFINE_MAX_MARKERS` moments, only that many are timed (a
-    warning says so).
-    Either video may be the chapter files of one recording: times are on its joined timeline.
-
-    Args:
-        reference: The reference run's video.
-        new: The new run's video.
-        warp: The alignment's warp.
-        ref_times: Reference times (markers), seconds.
-        config: Parameters.
-        timer: Stage timer.
-
-    Returns:
-        Their new-run times (NaN where not found) and how each was timed.
-    """
-    plan = plan_refinement(reference, new, warp, ref_times, config)
-    if plan.limit_note:
-        log.warning("%s", plan.limit_note)
-    if not plan.todo:
-        return plan.unrefined()
-    with timer.stage("refine markers", frames=len(plan.todo)) as rec:
-        refinement, figures = refine_markers(reference, new, warp, plan, config)
-        rec.extra.update(figures)
-    return refinement
 
 
 def densify_warp(
@@ -396,24 +278,17 @@ def sync(
         MediaError, IndexFileError: Unreadable inputs.
     """
     out_dir = Path(out_dir)
-    ref_result = None
-    if index_path is not None:
-        ref_info = probe(reference)
-        with timer.stage("load index"):
-            ref_index = load_index(index_path, expected_identity=ref_info.identity)
-    else:
-        ref_result = extract_keyframes(reference, config, timer=timer, progress=progress, label="reference ")
-        ref_index = ref_result.index
-        ref_info = ref_result.info
-    new_config = config_for_index(config, ref_index)
-    new_result = None
-    if new_index_path is not None:
-        new_info = probe(new)
-        with timer.stage("load index") as rec:
-            rec.extra["video"] = "new "
-            new_result = indexed_keyframes(new_info, new_index_path, ref_index)
-    if new_result is None:
-        new_result = extract_keyframes(new, new_config, timer=timer, progress=progress, label="new ")
+    keyframes = pair_keyframes(
+        reference,
+        new,
+        config,
+        index_path=index_path,
+        new_index_path=new_index_path,
+        timer=timer,
+        progress=progress,
+    )
+    ref_index, ref_info, new_result = keyframes.reference_index, keyframes.reference_info, keyframes.new
+    new_config = keyframes.new_config
     with timer.stage("gps tracks"):
         ref_track, ref_notes = resolve_run_gps(
             reference,
@@ -503,7 +378,7 @@ def sync(
             )
     return SyncResult(
         alignment,
-        ref_result,
+        keyframes.reference,
         new_result,
         out_dir,
         files,

@@ -1,8 +1,10 @@
 """Stage timing: the only code in mtbsync that reads clocks.
 
-`pipeline.py` wraps each stage in ``with timer.stage("match", frames=n) as rec:``. Each finished stage
-becomes one `StageRecord` that goes to every subscriber (the CLI's summary table today; the store and
-the dashboard's event stream later), so there is exactly one timing mechanism.
+`pipeline.py` wraps each stage in ``with timer.stage("match", frames=n) as rec:``; the stage entry
+points it hands its timer to (`extract_keyframes`, `pair_keyframes`, `transfer_with_refinement`)
+record their parts on that same timer. Each finished stage becomes one `StageRecord` that goes to
+every subscriber (the CLI's summary table today; the store and the dashboard's event stream later),
+so there is exactly one timing mechanism.
 
 While any stage is open, one background thread samples the machine every `SAMPLE_INTERVAL_S` (and at
 once when a stage opens) and each open stage keeps the mean and peak of what it saw: resident memory

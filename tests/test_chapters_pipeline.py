@@ -14,12 +14,12 @@ from mtbsync.config import preset
 from mtbsync.errors import IndexFileError
 from mtbsync.evaluate import read_truth_markers, score_markers
 from mtbsync.features.index import load_index
+from mtbsync.features.keyframes import extract_keyframes
 from mtbsync.ingest.card import recording_chapters
 from mtbsync.io.sources import videos_of_warp
 from mtbsync.io.split import split_into_chapters
 from mtbsync.io.video import probe
 from mtbsync.markers import read_new_markers
-from mtbsync.pipeline import extract_keyframes
 from mtbsync.timing import StageTimer
 
 runner = CliRunner()

@@ -158,10 +158,10 @@ def test_cli_malformed_track_file_is_one_red_line(sample_pair, tmp_path: Path) -
 
 def test_a_track_file_is_timed_by_the_cameras_gps_clock(tmp_path: Path) -> None:
     from mtbsync.align.gps_tracks import resolve_run_gps
+    from mtbsync.features.keyframes import extract_keyframes
     from mtbsync.ingest.gopro import read_gps_from_mp4
     from mtbsync.ingest.gpmf import split_track
     from mtbsync.ingest.gpx import track_from_utc
-    from mtbsync.pipeline import extract_keyframes
     from mtbsync.samples.gopro_mp4 import write_gopro_mp4
 
     raw = Path(__file__).resolve().parent / "data" / "gopro" / "hero11.raw"

@@ -4,12 +4,14 @@ Guided by GPS where both runs have it (`gps_guide`); then the candidate pairs an
 counts (`match_candidates`), the monotone path through the geometrically verified band around the
 counts' path (`verified_path`), sub-keyframe reference times from the zoom between the views
 (`refine_path`), and the warp fitted to them (`path_warp`, `path_pairs`), with what it rests on
-(`gps_summary`, `described_warp`). The pipeline composes and times them
-(`mtbsync.pipeline.align_indexes`).
+(`gps_summary`, `described_warp`); and whether to align again by vision alone when nothing
+consistent lay inside the GPS band (`band_retry_reason`, `mark_vision_retry`). The pipeline
+composes and times them (`mtbsync.pipeline.align_indexes`).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,11 +35,14 @@ from mtbsync.align.path import KeyframePath, monotone_path
 from mtbsync.align.refine import RefinedPoints, refine_reference_times
 from mtbsync.align.warp import Warp
 from mtbsync.config import SyncConfig
+from mtbsync.errors import IN_RESULT
 from mtbsync.features.extractors import is_learned
 from mtbsync.features.index import FeatureIndex
 from mtbsync.features.keyframes import index_feature_kind
 from mtbsync.ingest.track import GpsTrack
 from mtbsync.match.verify import match_counts, verify_pairs
+
+log = logging.getLogger("mtbsync")
 
 
 @dataclass(frozen=True)
@@ -412,6 +417,42 @@ def gps_summary(
         gps["filled_knots"] = fitted.filled_knots
     gps["candidates"] = len(candidates.pairs)
     return gps
+
+
+def band_retry_reason(allowed: np.ndarray | None, warp: Warp) -> str | None:
+    """Why to align again by vision alone: no consistent visual path inside the GPS band.
+
+    The band rests on the tracks' timing (a wrong track offset shifts it): when vision finds no
+    consistent path inside it, GPS must not be what makes the runs "not aligned".
+
+    Args:
+        allowed: The GPS band the warp was aligned in (`match_candidates`), or None: no band.
+        warp: The warp aligned inside it (`described_warp`).
+
+    Returns:
+        The reason, a note for the retry's GPS summary (the failure is logged as a warning that
+        goes into the result), or None: the warp stands.
+    """
+    if allowed is None or warp.ok:
+        return None
+    log.warning(
+        "no consistent visual path inside the GPS band (%s); retrying by vision alone",
+        warp.reason,
+        extra=IN_RESULT,
+    )
+    return "the GPS map disagreed with vision (check the track offset)"
+
+
+def mark_vision_retry(retry_gps: dict[str, Any], banded_gps: dict[str, Any], why: str) -> None:
+    """Say in the retry's GPS summary that it was aligned by vision alone, and keep the GPS map.
+
+    Args:
+        retry_gps: The retry's `gps_summary`, updated in place (it is its ``warp.metrics["gps"]``).
+        banded_gps: The summary of the alignment inside the GPS band (its ``map``).
+        why: `band_retry_reason`'s reason.
+    """
+    retry_gps["mode"] = f"none: {why}; aligned by vision alone"
+    retry_gps["map"] = banded_gps.get("map")
 
 
 def described_warp(

@@ -354,7 +354,7 @@ def _transfer(
     from mtbsync.io.sources import videos_of_warp
     from mtbsync.io.video import video_label
     from mtbsync.markers import read_reference_markers, write_new_markers
-    from mtbsync.pipeline import transfer_with_refinement
+    from mtbsync.markers.full_rate import transfer_with_refinement
     from mtbsync.timing import StageTimer
 
     with user_errors(), OutputPlan([reference_markers, warp_file], force=force) as plan:

@@ -1,10 +1,12 @@
 """Keyframes of a run: one decode pass sampled by time, local features and thumbnails of each frame.
 
-Also here: how an index was sampled (`config_for_index`, `indexes_comparable`, `index_feature_kind`),
-the new run's keyframes from its own index file (`indexed_keyframes`), which features an alignment
-starts with (`first_feature_kind`), whether key frames alone sample a
-video densely enough (`choose_keyframes_only`), and the features of every frame inside short
-windows at full rate (`window_features`, for marker timing and the dense warp).
+`extract_keyframes` is the stage's entry point (its decode and feature halves published to the
+caller's `StageTimer`); `pair_keyframes` gives both runs' keyframes for one alignment, from their
+index files where those fit. Also here: how an index was sampled (`config_for_index`,
+`indexes_comparable`, `index_feature_kind`), the new run's keyframes from its own index file
+(`indexed_keyframes`), which features an alignment starts with (`first_feature_kind`), whether key
+frames alone sample a video densely enough (`choose_keyframes_only`), and the features of every
+frame inside short windows at full rate (`window_features`, for marker timing and the dense warp).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from mtbsync.io.video import (
     probe,
     video_label,
 )
-from mtbsync.timing import BusyClock
+from mtbsync.timing import BusyClock, StageTimer
 
 log = logging.getLogger("mtbsync")
 
@@ -167,6 +169,40 @@ def extract_keyframe_index(
     }
     index = FeatureIndex.from_frames(times, features, thumbs, image_size, video_facts, params)
     return KeyframeExtraction(KeyframeResult(index, info, report), decode_clock, feature_clock, name)
+
+
+def extract_keyframes(
+    video: VideoSource,
+    config: SyncConfig,
+    *,
+    timer: StageTimer,
+    progress: Progress = _no_progress,
+    label: str = "",
+    kind: str | None = None,
+) -> KeyframeResult:
+    """Decode ``video`` once, sampling keyframes by time, and compute their local features.
+
+    `extract_keyframe_index` (its arguments, result and errors) with its two overlapped halves'
+    busy times published as the stages ``decode`` and ``features``; ``label`` also prefixes the
+    timing records, and ``kind`` None is the configured kind (``auto`` starts with ORB).
+    """
+    kind = kind or first_feature_kind(config)
+    done = extract_keyframe_index(video, config, kind, progress=progress, label=label)
+    report = done.result.report
+    timer.add_busy(
+        "decode",
+        done.decode_clock,
+        frames=report.decoded_frames,
+        device="gpu" if report.decoder == "nvdec" else "cpu",
+        extra={"video": label or done.name, "decoder": report.decoder},
+    )
+    timer.add_busy(
+        "features" if kind == "orb" else f"features {kind}",
+        done.feature_clock,
+        frames=len(done.result.index),
+        extra={"video": label or done.name, "kind": kind},
+    )
+    return done.result
 
 
 def first_feature_kind(config: SyncConfig) -> str:
@@ -303,6 +339,78 @@ def indexed_keyframes(
         return None
     report = DecodeReport(source=info.path, mode=str(index.params.get("decode_mode", "index")))
     return KeyframeResult(index=index, info=info, report=report)
+
+
+@dataclass
+class KeyframePair:
+    """The keyframes of both runs of one alignment, each loaded from an index file or decoded.
+
+    Attributes:
+        reference: The reference run's decoded keyframes, or None when its index file was loaded.
+        reference_index: The reference run's keyframe index (loaded or decoded).
+        reference_info: The reference video, probed.
+        new: The new run's keyframes (from its own index file when usable, else decoded).
+        new_config: The parameters the new run is sampled and aligned with (`config_for_index`).
+    """
+
+    reference: KeyframeResult | None
+    reference_index: FeatureIndex
+    reference_info: VideoInfo
+    new: KeyframeResult
+    new_config: SyncConfig
+
+
+def pair_keyframes(
+    reference: VideoSource,
+    new: VideoSource,
+    config: SyncConfig,
+    *,
+    index_path: str | Path | None,
+    new_index_path: str | Path | None,
+    timer: StageTimer,
+    progress: Progress = _no_progress,
+) -> KeyframePair:
+    """Both runs' keyframes: from their index files where given and usable, else decoded.
+
+    A loaded index is timed as the stage ``load index``; a decoded run as `extract_keyframes`'
+    stages. The new run is sampled like the reference index (`config_for_index`), and its own index
+    is used only when it is of this video and sampled like that (`indexed_keyframes`).
+
+    Args:
+        reference: The reference run's video (one file, or the chapter files of one recording).
+        new: The new run's video, the same way.
+        config: Parameters.
+        index_path: The reference run's index file, or None: decoded.
+        new_index_path: The new run's index file, or None: decoded.
+        timer: Stage timer.
+        progress: Progress callback.
+
+    Returns:
+        The reference's and the new run's keyframes, and the new run's parameters.
+
+    Raises:
+        MediaError: An unreadable video.
+        IndexFileError: An unreadable reference index, or one of another video.
+    """
+    ref_result = None
+    if index_path is not None:
+        ref_info = probe(reference)
+        with timer.stage("load index"):
+            ref_index = load_index(index_path, expected_identity=ref_info.identity)
+    else:
+        ref_result = extract_keyframes(reference, config, timer=timer, progress=progress, label="reference ")
+        ref_index = ref_result.index
+        ref_info = ref_result.info
+    new_config = config_for_index(config, ref_index)
+    new_result = None
+    if new_index_path is not None:
+        new_info = probe(new)
+        with timer.stage("load index") as rec:
+            rec.extra["video"] = "new "
+            new_result = indexed_keyframes(new_info, new_index_path, ref_index)
+    if new_result is None:
+        new_result = extract_keyframes(new, new_config, timer=timer, progress=progress, label="new ")
+    return KeyframePair(ref_result, ref_index, ref_info, new_result, new_config)
 
 
 def window_features(

@@ -824,8 +824,8 @@ def _transfer_timed(markers: Sequence[Any], warp: Any, *, review_threshold: floa
     """Markers carried through ``warp`` and timed at full frame rate when its videos are still there."""
     from mtbsync.config import SyncConfig
     from mtbsync.io.sources import videos_of_warp
+    from mtbsync.markers.full_rate import transfer_with_refinement
     from mtbsync.markers.transfer import transfer_markers
-    from mtbsync.pipeline import transfer_with_refinement
 
     videos = videos_of_warp(warp) if warp.ok and markers else None
     if videos is None:
@@ -920,8 +920,8 @@ def _assign_by_vision(
 ) -> Assignment:
     from mtbsync.config import SyncConfig
     from mtbsync.features.index import load_index
-    from mtbsync.features.keyframes import config_for_index, indexes_comparable
-    from mtbsync.pipeline import align_indexes, extract_keyframes
+    from mtbsync.features.keyframes import config_for_index, extract_keyframes, indexes_comparable
+    from mtbsync.pipeline import align_indexes
 
     config = config or SyncConfig()
     indexed = [(t, r, catalog.latest_index(r)) for t, r in candidates]

@@ -8,7 +8,7 @@ results are combined at the exact reference time (`time_moment`). Only those sho
 decoded.
 
 `plan_refinement` decides the windows (cheap: a probe of each video); `refine_markers` decodes and
-times them (the pipeline times that part as the stage ``refine markers``). A marker costs a few
+times them (`mtbsync.markers.full_rate` times that part as the stage ``refine markers``). A marker costs a few
 hundred frame comparisons, so at most `REFINE_MAX_MARKERS` are timed: of a larger file (a generated
 or exported list of thousands), those timed are spread over its reference times, the warp is pinned
 at them, and the others are placed through that pinned warp (method ``warp``).

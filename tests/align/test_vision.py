@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from types import SimpleNamespace
 
 import numpy as np
 
 from mtbsync import __version__
-from mtbsync.align.vision import Candidates, GpsGuide, PathWarp, described_warp, gps_summary
+from mtbsync.align.vision import (
+    Candidates,
+    GpsGuide,
+    PathWarp,
+    band_retry_reason,
+    described_warp,
+    gps_summary,
+    mark_vision_retry,
+)
 from mtbsync.align.warp import Warp
 
 
@@ -71,4 +80,25 @@ def test_the_described_warp_carries_the_gps_summary_itself_and_its_provenance() 
         "mtbsync_version": __version__,
         "zoom_bias": 0.02,
         "features": "xfeat",
+    }
+
+
+def test_no_consistent_path_inside_the_gps_band_asks_for_a_retry_by_vision_alone(caplog) -> None:
+    failed = Warp(np.array([0.0, 10.0]), np.array([0.0, 10.0]), np.ones(2), ok=False, reason="too few")
+    band = np.ones((2, 2), bool)
+    assert band_retry_reason(None, failed) is None  # no band: GPS did not narrow the search
+    assert band_retry_reason(band, _fitted().warp) is None  # aligned inside the band
+    with caplog.at_level(logging.WARNING, logger="mtbsync"):
+        why = band_retry_reason(band, failed)
+    assert why == "the GPS map disagreed with vision (check the track offset)"
+    assert [r.getMessage() for r in caplog.records] == [
+        "no consistent visual path inside the GPS band (too few); retrying by vision alone"
+    ]
+
+    retry = {"mode": "none: no GPS given; aligned by vision alone", "notes": [why]}
+    mark_vision_retry(retry, {"mode": "both", "map": {"same_trail": True}}, why)
+    assert retry == {  # in place: it is the retry's warp.metrics["gps"] too
+        "mode": f"none: {why}; aligned by vision alone",
+        "notes": [why],
+        "map": {"same_trail": True},
     }

@@ -184,7 +184,7 @@ def test_full_rate_timing_needs_markers_both_videos_and_a_vision_warp(tmp_path) 
 def test_past_the_limit_markers_follow_the_pinned_warp(sample_pair, tmp_path, caplog) -> None:
     from web_fixtures import truth_warp
 
-    from mtbsync import pipeline
+    from mtbsync.markers import full_rate
     from mtbsync.timing import StageTimer
 
     warp = load_warp(truth_warp(sample_pair, tmp_path / "warp.npz"))
@@ -210,11 +210,11 @@ def test_past_the_limit_markers_follow_the_pinned_warp(sample_pair, tmp_path, ca
         assert out[k].t_new == pytest.approx(float(pinned.to_new(markers[k].t_ref)[0]))
         assert "keyframes only" not in out[k].comment
 
-    # Through the pipeline, the limit is said once, as a warning.
-    limited = functools.partial(pipeline.plan_refinement, max_markers=3)
+    # Through the markers stage's entry point, the limit is said once, as a warning.
+    limited = functools.partial(full_rate.plan_refinement, max_markers=3)
     with pytest.MonkeyPatch.context() as mp, caplog.at_level(logging.WARNING, logger="mtbsync"):
-        mp.setattr(pipeline, "plan_refinement", limited)
-        _, carried, pins = pipeline.transfer_with_refinement(
+        mp.setattr(full_rate, "plan_refinement", limited)
+        _, carried, pins = full_rate.transfer_with_refinement(
             markers,
             warp,
             reference=sample_pair.reference,
