@@ -36,6 +36,12 @@ REFINE_REF_FRAMES = 2
 # extra points sharpen the inlier peak and the zoom estimate.
 REFINE_FEATURES = 1200
 REFINE_MAX_WINDOW_S = 1.0
+# Reference times this far past the covered part (s of reference time) are looked for at full rate.
+BEYOND_REACH_S = 1.0
+# The pace carried past an end is the warp's over this long (s of new-run time) before that end.
+BEYOND_PACE_S = 2.0
+# Fewest reference frames located on one line for a place past the covered part to be believed.
+BEYOND_MIN_LOCATED = 3
 # Fewest inliers at a window's peak for ORB's homography to say the reference frame is there.
 REFINE_MIN_INLIERS = 20
 # Most markers timed at full frame rate in one transfer (each decodes a window and verifies a few
@@ -164,8 +170,11 @@ def plan_refinement(
     if not beyond and not any(np.isfinite(predicted)):
         return RefinementPlan(ref_times_arr, predicted, [])
     ref_info, new_info = probe(reference), probe(new)
+    spans = np.full((len(ref_times_arr), 2), np.nan)
     if beyond:
-        predicted = _beyond_the_ends(warp, ref_times_arr, predicted, config, new_info.duration)
+        spans = _beyond_the_ends(warp, ref_times_arr, predicted, config, new_info.duration)
+        outside = np.isfinite(spans[:, 0])
+        predicted = np.where(outside, spans.mean(axis=1), predicted)
     placeable = np.flatnonzero(np.isfinite(predicted)) if warp.ok else np.zeros(0, np.int64)
     todo, through_warp = _within_limit(placeable, ref_times_arr, max_markers)
     if not todo:
@@ -183,6 +192,8 @@ def plan_refinement(
         np.maximum(2.0 * worst + 2 * new_frame_s, 0.75 * keyframe_step / speed), 0.25, REFINE_MAX_WINDOW_S
     )
     windows = np.maximum(windows, min(config.refine_window_s, REFINE_MAX_WINDOW_S))
+    # Past the covered part the warp's pace is a guess: the whole span where the place can be is searched.
+    windows = np.where(np.isfinite(spans[:, 0]), 0.5 * (spans[:, 1] - spans[:, 0]), windows)
     return RefinementPlan(
         ref_times_arr,
         predicted,
@@ -220,31 +231,44 @@ def _within_limit(
 def _beyond_the_ends(
     warp: Warp, ref_times: np.ndarray, predicted: np.ndarray, config: SyncConfig, new_duration: float
 ) -> np.ndarray:
-    """Estimates for reference times just past the covered part, so they can be looked for at full rate.
+    """Where to look, at full rate, for reference times just past the covered part.
 
-    The covered part ends at the last matched keyframe (plus half a step): a marker the new run
-    passes in the last fraction of a keyframe step would be left unplaced. Within one keyframe step
-    of either end (and inside the new video) the end's own pace carries the warp on; only a place
-    actually found at full rate is placed there.
+    The covered part ends at the last keyframe the path kept, and the last keyframes are the
+    weakest evidence (the runs part there): a marker the new run passes after them would be left
+    unplaced. A reference time up to `BEYOND_REACH_S` past either end (and at least one keyframe
+    step) is looked for between the covered end and where the end's pace, at half its speed, puts
+    it (the pace of the last knots is noisy), inside the new video and at most
+    ``2 * REFINE_MAX_WINDOW_S`` long; only a place actually found there, a peak with shoulders
+    (`locate_in_window`), is placed. A new run that ends (or starts) before the place gives none.
+
+    Returns:
+        (k, 2) the span of new-run time to search for each reference time past the ends; NaN
+        rows for the others.
     """
+    spans = np.full((len(ref_times), 2), np.nan)
     step = 1.0 / float(warp.meta.get("keyframe_fps") or config.decode.sample_fps)
+    reach = max(step, BEYOND_REACH_S)
     (new_lo, new_hi), (ref_lo, ref_hi) = warp.new_range, warp.ref_range
-    n = warp.t_new.size
-    head_slope = (warp.t_ref[min(2, n - 1)] - warp.t_ref[0]) / max(
-        warp.t_new[min(2, n - 1)] - warp.t_new[0], 1e-9
-    )
-    tail_slope = (warp.t_ref[-1] - warp.t_ref[max(n - 3, 0)]) / max(
-        warp.t_new[-1] - warp.t_new[max(n - 3, 0)], 1e-9
-    )
+    # The pace over the last (first) seconds of the warp, not its last knots alone.
+    tail_t = min(new_hi - new_lo, BEYOND_PACE_S)
+    tail_slope = (ref_hi - float(warp.to_ref(new_hi - tail_t)[0])) / max(tail_t, 1e-9)
+    head_slope = (float(warp.to_ref(new_lo + tail_t)[0]) - ref_lo) / max(tail_t, 1e-9)
+    max_span = 2 * REFINE_MAX_WINDOW_S
+    margin = 0.25 * step
     missing = ~np.isfinite(predicted)
-    tail = missing & (ref_times > ref_hi) & (ref_times <= ref_hi + step) & (tail_slope > 0.2)
-    head = missing & ~tail & (ref_times >= ref_lo - step) & (ref_times < ref_lo) & (head_slope > 0.2)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        guess = np.where(
-            tail, new_hi + (ref_times - ref_hi) / tail_slope, new_lo - (ref_lo - ref_times) / head_slope
-        )
-    keep = (tail | head) & (guess >= 0.0) & (guess <= new_duration)
-    return np.where(keep, guess, predicted)
+    for k in np.flatnonzero(missing):
+        tau = float(ref_times[k])
+        if ref_hi < tau <= ref_hi + reach and tail_slope > 0.2:
+            lo = new_hi - margin
+            hi = min(new_duration, new_hi + 2.0 * (tau - ref_hi) / tail_slope + margin, lo + max_span)
+        elif ref_lo - reach <= tau < ref_lo and head_slope > 0.2:
+            hi = new_lo + margin
+            lo = max(0.0, new_lo - 2.0 * (ref_lo - tau) / head_slope - margin, hi - max_span)
+        else:
+            continue
+        if hi - lo >= 2 * margin:
+            spans[k] = (lo, hi)
+    return spans
 
 
 def refine_markers(
@@ -311,10 +335,15 @@ def refine_markers(
         if np.isfinite(timing.t_new) and abs(timing.t_new - guess) <= windows[k] - new_frame_s:
             located[k].append((float(ref_t[r]), timing.t_new, timing.peak_inliers, timing.method))
     timings: list[Any] = [None] * len(ref_times_arr)
+    outside = ~np.isfinite(warp.to_new(ref_times_arr)) if len(ref_times_arr) else np.zeros(0, bool)
     for k in todo:
         timings[k] = time_moment(located[k], float(ref_times_arr[k]), warp, new_frame_s=new_frame_s)
         result_t[k] = timings[k].t_new
         methods[k] = timings[k].method
+        # Past the covered part nothing else vouches for the place: only frames that agree on one
+        # line are believed (a rider standing at the start gate matches a near place in every frame).
+        if outside[k] and not (timings[k].located >= BEYOND_MIN_LOCATED and np.isfinite(timings[k].spread_s)):
+            result_t[k], methods[k] = np.nan, "none"
     figures["refined"] = int(np.isfinite(result_t).sum())
     refinement = MarkerRefinement(
         ref_times_arr,
