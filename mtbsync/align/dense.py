@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from mtbsync.align.fit import pin_warp
-from mtbsync.align.refine import locate_windows
+from mtbsync.align.refine import CameraZoom, locate_windows
 from mtbsync.align.warp import Warp
 from mtbsync.config import DENSE_AUTO_PIXELS, MatchConfig, SyncConfig
 from mtbsync.errors import ConfigError
@@ -47,13 +47,18 @@ class DensePoints:
         t_new: (k,) new keyframe times.
         t_ref: (k,) located reference times (NaN where the keyframe was not found).
         peak_inliers: (k,) inliers at the peak.
-        zoom_bias: Constant log zoom between the cameras measured at the peaks.
+        cameras: The zoom between the cameras (`locate_windows`); None when nothing was searched.
     """
 
     t_new: np.ndarray
     t_ref: np.ndarray
     peak_inliers: np.ndarray
-    zoom_bias: float
+    cameras: CameraZoom | None = None
+
+    @property
+    def zoom_bias(self) -> float:
+        """The zoom between the lenses (0 when nothing was searched)."""
+        return self.cameras.lens if self.cameras is not None else 0.0
 
     @property
     def found(self) -> np.ndarray:
@@ -78,7 +83,7 @@ def locate_keyframes(
     *,
     reproj_px: float,
     min_inliers: int,
-    zoom_bias: float | None = None,
+    cameras: CameraZoom | None = None,
 ) -> DensePoints:
     """Locate each new keyframe among the reference frames within ``half_window`` of its estimate.
 
@@ -92,7 +97,7 @@ def locate_keyframes(
         config: Matching parameters.
         reproj_px: Geometric threshold for the feature images' size.
         min_inliers: Fewest inliers at a peak.
-        zoom_bias: The zoom between the cameras when already measured (`locate_windows`).
+        cameras: The zoom between the cameras when already measured (`locate_windows`).
 
     Returns:
         The located points (NaN where not found).
@@ -110,7 +115,7 @@ def locate_keyframes(
         if window.size >= 3:
             plan.append((k, window))
     if not plan:
-        return DensePoints(new_times, located, peaks, 0.0)
+        return DensePoints(new_times, located, peaks, None)
     pairs = np.array([(k, int(r)) for k, window in plan for r in window], np.int64)
     geometry = verify_block_pairs(*new_features, *ref_features, pairs, config, reproj_px=reproj_px)
     # The searched frames are the reference's: their zoom relative to the keyframe grows as they pass.
@@ -122,14 +127,13 @@ def locate_keyframes(
             *new_features, *ref_features, pairs, config, reproj_px=reproj_px, epipoles=True
         ),
         zoom_sign=-1.0,
-        zoom_bias=zoom_bias,
+        cameras=cameras,
     )
     for (k, _), timing in zip(plan, found.timings, strict=True):
         peaks[k] = timing.peak_inliers
         if math.isfinite(timing.t_new) and abs(timing.t_new - predicted[k]) <= half_window:
             located[k] = timing.t_new
-    bias = found.zoom_bias
-    return DensePoints(new_times, located, peaks, float(bias))
+    return DensePoints(new_times, located, peaks, found.cameras)
 
 
 @dataclass(frozen=True)
@@ -225,7 +229,7 @@ def dense_warp(
         chosen: np.ndarray,
         predicted: np.ndarray,
         windows: list[tuple[float, float]],
-        zoom_bias: float | None = None,
+        cameras: CameraZoom | None = None,
     ) -> DensePoints:
         nonlocal reference_frames
         ref_t, ref_feats = window_features(reference, windows, long_side, extractor)
@@ -240,7 +244,7 @@ def dense_warp(
             config.match,
             reproj_px=config.match.ransac_reproj_px * max(new.image_size) / 640.0,
             min_inliers=config.match.learned_min_inliers if learned else config.match.min_inliers,
-            zoom_bias=zoom_bias,
+            cameras=cameras,
         )
 
     points = locate(np.arange(keyframes.size), plan.predicted, plan.windows)
@@ -252,7 +256,7 @@ def dense_warp(
     relocated = 0
     if retry.size:
         windows = merge_windows([(p - plan.half_window, p + plan.half_window) for p in again], gap=0.0)
-        second = locate(retry, again, windows, zoom_bias=points.zoom_bias)
+        second = locate(retry, again, windows, cameras=points.cameras)
         t_ref = points.t_ref.copy()
         t_ref[retry] = np.where(second.found, second.t_ref, t_ref[retry])
         peaks = points.peak_inliers.copy()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -205,6 +205,7 @@ def locate_in_window(
     zoom_bias: float = 0.0,
     min_inliers: int = 20,
     epipoles: np.ndarray | None = None,
+    peak_zoom: float | None = None,
 ) -> FrameTiming:
     """Locate the moment a reference frame's place is passed, from the new frames of a window.
 
@@ -222,6 +223,8 @@ def locate_in_window(
         epipoles: (k, 3) epipoles of the pairs, when measured: where they cross the view plane
             (`epipole_crossing`) is used instead of the peak and zoom, whose levels another lens or
             mount moves.
+        peak_zoom: The zoom the cameras' inlier peaks typically show (`zoom_at_peaks`: the lenses'
+            and a blurrier camera's lean); None: ``zoom_bias``.
     """
     times = np.asarray(times, np.float64)
     inliers = np.asarray(inliers, np.float64)
@@ -235,7 +238,8 @@ def locate_in_window(
         return FrameTiming(math.nan, int(inliers[best]), "edge")
     if min(inliers[best - 1], inliers[best + 1]) < _PEAK_SHOULDER * inliers[best]:
         return FrameTiming(math.nan, int(inliers[best]), "cut")
-    if math.isfinite(zooms[best]) and abs(zooms[best] - zoom_bias) > _MAX_PEAK_ZOOM:
+    at_peak = zoom_bias if peak_zoom is None else peak_zoom
+    if math.isfinite(zooms[best]) and abs(zooms[best] - at_peak) > _MAX_PEAK_ZOOM:
         return FrameTiming(math.nan, int(inliers[best]), "zoom")
     peak = times[best]
     crossing = epipole_crossing(times, inliers, epipoles, min_inliers) if epipoles is not None else math.nan
@@ -277,6 +281,39 @@ def zoom_at_peaks(windows: list[tuple[np.ndarray, np.ndarray, np.ndarray]], min_
         if np.isfinite(zooms[best]):
             values.append(float(zooms[best]))
     return float(np.median(values)) if len(values) >= 3 else 0.0
+
+
+def zoom_at_level(
+    windows: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]], min_inliers: int = 20
+) -> float:
+    """Median zoom where the cameras stand level (`epipole_crossing`): the zoom between the lenses.
+
+    The inlier peak is not a neutral place to read it: a blurrier or lower-resolution camera
+    matches a sharper one best a little closer to the scene, where everything looks bigger, so
+    the zoom at the peaks carries that lean as well as the lenses'. Where the two camera centres
+    stand level (the epipole crosses the view plane) the scene is as far from both, and the zoom
+    there is the lenses' own.
+
+    Args:
+        windows: (times, inliers, zooms, epipoles) of each window.
+        min_inliers: Fewest inliers for a frame to count.
+
+    Returns:
+        The median over the windows whose epipole crossing and zoom line are measured, or NaN
+        with fewer than three such windows.
+    """
+    values = []
+    for times, inliers, zooms, epipoles in windows:
+        times, inliers = np.asarray(times, np.float64), np.asarray(inliers, np.float64)
+        if times.size < 3:
+            continue
+        crossing = epipole_crossing(times, inliers, epipoles, min_inliers)
+        strong = np.isfinite(zooms) & (inliers >= max(min_inliers, 0.3 * inliers.max(initial=0)))
+        if not math.isfinite(crossing) or strong.sum() < 4:
+            continue
+        slope, intercept = np.polyfit(times[strong], zooms[strong], 1, w=np.sqrt(inliers[strong]))
+        values.append(float(slope * crossing + intercept))
+    return float(np.median(values)) if len(values) >= 3 else math.nan
 
 
 def interpolate_located(located: list[tuple[float, float]], tau: float, warp: Warp) -> float:
@@ -395,18 +432,44 @@ def time_moment(
 
 
 @dataclass(frozen=True)
+class CameraZoom:
+    """How the two cameras' views compare in scale, as the full-rate windows measured it.
+
+    Attributes:
+        lens: The zoom between the lenses (log units): read where the cameras stand level
+            (`zoom_at_level`), or at the inlier peaks where that could not be measured; 0 for one
+            camera model.
+        at_peaks: The zoom at the windows' inlier peaks (`zoom_at_peaks`): the lenses' and a
+            blurrier camera's lean together.
+        differ: Whether the cameras differ (the epipole locator is used).
+    """
+
+    lens: float
+    at_peaks: float
+    differ: bool
+
+
+@dataclass(frozen=True)
 class WindowTimings:
     """Every window's `FrameTiming`, and how they were found.
 
     Attributes:
         timings: One per window, in order.
-        zoom_bias: The zoom between the cameras read at the windows' inlier peaks.
-        epipoles: Whether the epipole locator was used (the cameras differ).
+        cameras: The zoom between the cameras used.
     """
 
     timings: list[FrameTiming]
-    zoom_bias: float
-    epipoles: bool
+    cameras: CameraZoom
+
+    @property
+    def zoom_bias(self) -> float:
+        """The zoom between the lenses."""
+        return self.cameras.lens
+
+    @property
+    def epipoles(self) -> bool:
+        """Whether the epipole locator was used (the cameras differ)."""
+        return self.cameras.differ
 
 
 def locate_windows(
@@ -416,13 +479,14 @@ def locate_windows(
     min_inliers: int,
     with_epipoles: Callable[[], Any],
     zoom_sign: float = 1.0,
-    zoom_bias: float | None = None,
+    cameras: CameraZoom | None = None,
 ) -> WindowTimings:
     """Locate one frame in each window of frames: the one loop of marker timing and the dense pass.
 
-    The zoom between the cameras is read at the windows' inlier peaks (`zoom_at_peaks`); where it
-    says the cameras differ, the pairs are verified again with their epipoles (``with_epipoles``,
-    unless ``geometry`` has them) and `locate_in_window` uses the epipole crossing.
+    The zoom at the windows' inlier peaks (`zoom_at_peaks`) says whether the cameras differ. Where
+    they do, the pairs are verified again with their epipoles (``with_epipoles``, unless
+    ``geometry`` has them), `locate_in_window` uses the epipole crossing, and the zoom between the
+    lenses is read where the cameras stand level (`zoom_at_level`); one camera model has none.
 
     Args:
         window_times: Each window's frame times, in the order of ``geometry``'s pairs.
@@ -431,37 +495,47 @@ def locate_windows(
         with_epipoles: Verifies the same pairs again, measuring epipoles.
         zoom_sign: -1 when the searched frames are the reference's (their zoom grows as they pass
             the place, where `locate_in_window` expects it falling).
-        zoom_bias: The zoom between the cameras when already known (a second search of a few
-            windows reads it less surely than the first of many); None: read at these peaks.
+        cameras: The cameras' zoom when already measured (a second search of a few windows reads
+            it less surely than the first of many); None: measured here.
     """
     spans = np.cumsum([0] + [len(t) for t in window_times])
+    bounds = list(zip(window_times, spans[:-1], spans[1:], strict=True))
     zooms = zoom_sign * geometry.log_zoom
-    bias = zoom_bias
-    if bias is None:
-        bias = zoom_at_peaks(
-            [
-                (t, geometry.inliers[a:b], zooms[a:b])
-                for t, a, b in zip(window_times, spans[:-1], spans[1:], strict=True)
-            ],
-            min_inliers=min_inliers,
+    if cameras is None:
+        at_peaks = zoom_at_peaks(
+            [(t, geometry.inliers[a:b], zooms[a:b]) for t, a, b in bounds], min_inliers=min_inliers
         )
+        # One camera model: what the peaks read is their own lean (see `zoom_at_level`), and the
+        # zoom crosses 0 where the rider passes the place.
+        cameras = CameraZoom(0.0, at_peaks, abs(at_peaks) >= EPIPOLE_MIN_ZOOM_BIAS)
+        measure_lens = cameras.differ
+    else:
+        measure_lens = False
     epipoles = None
-    if abs(bias) >= EPIPOLE_MIN_ZOOM_BIAS:
+    if cameras.differ:
         # Another lens or mount: inlier peaks and zoom levels move, so places are located by where
-        # the epipole crosses the view plane (learned features measured it already).
+        # the epipole crosses the view plane (learned features measured it already), and the
+        # lenses' zoom is read where the cameras stand level.
         if geometry.epipole is None:
             geometry = with_epipoles()
             zooms = zoom_sign * geometry.log_zoom
         epipoles = geometry.epipole
+    if measure_lens:
+        level = zoom_at_level(
+            [(t, geometry.inliers[a:b], zooms[a:b], epipoles[a:b]) for t, a, b in bounds],
+            min_inliers=min_inliers,
+        )
+        cameras = replace(cameras, lens=level if math.isfinite(level) else cameras.at_peaks)
     timings = [
         locate_in_window(
             t,
             geometry.inliers[a:b],
             zooms[a:b],
-            zoom_bias=bias,
+            zoom_bias=cameras.lens,
             min_inliers=min_inliers,
             epipoles=None if epipoles is None else epipoles[a:b],
+            peak_zoom=cameras.at_peaks,
         )
-        for t, a, b in zip(window_times, spans[:-1], spans[1:], strict=True)
+        for t, a, b in bounds
     ]
-    return WindowTimings(timings, float(bias), epipoles is not None)
+    return WindowTimings(timings, cameras)
