@@ -228,6 +228,39 @@ def _within_limit(
     return np.sort(by_time[picks]).tolist(), np.sort(by_time[~picks]).tolist()
 
 
+def _end_paces(warp: Warp) -> tuple[float, float]:
+    """The warp's pace (reference s per new s) over its first and its last `BEYOND_PACE_S`.
+
+    Over seconds, not the end knots alone: the last knots are the weakest evidence.
+    """
+    (new_lo, new_hi), (ref_lo, ref_hi) = warp.new_range, warp.ref_range
+    span = max(min(new_hi - new_lo, BEYOND_PACE_S), 1e-9)
+    head = (float(warp.to_ref(new_lo + span)[0]) - ref_lo) / span
+    tail = (ref_hi - float(warp.to_ref(new_hi - span)[0])) / span
+    return head, tail
+
+
+def _believed_past_the_ends(located: list[tuple[float, float, int, str]], tau: float, warp: Warp) -> bool:
+    """Whether reference frames located past the covered part place the moment there.
+
+    Nothing else vouches for the place: at least `BEYOND_MIN_LOCATED` frames must lie on one line,
+    and the pace along it must be within half to twice the warp's at that end. A rider standing
+    at the start gate (or after the finish) matches a nearby place in every frame, at no pace.
+    """
+    if len(located) < BEYOND_MIN_LOCATED:
+        return False
+    ref_t = np.array([f[0] for f in located])
+    new_t = np.array([f[1] for f in located])
+    if np.ptp(ref_t) <= 0 or np.ptp(new_t) <= 0:
+        return False
+    slope = float(np.polyfit(ref_t, new_t, 1)[0])  # new s per reference s
+    head, tail = _end_paces(warp)
+    end_pace = tail if tau > warp.ref_range[1] else head
+    if slope <= 0 or end_pace <= 0:
+        return False
+    return 0.5 * end_pace <= 1.0 / slope <= 2.0 * end_pace
+
+
 def _beyond_the_ends(
     warp: Warp, ref_times: np.ndarray, predicted: np.ndarray, config: SyncConfig, new_duration: float
 ) -> np.ndarray:
@@ -249,10 +282,7 @@ def _beyond_the_ends(
     step = 1.0 / float(warp.meta.get("keyframe_fps") or config.decode.sample_fps)
     reach = max(step, BEYOND_REACH_S)
     (new_lo, new_hi), (ref_lo, ref_hi) = warp.new_range, warp.ref_range
-    # The pace over the last (first) seconds of the warp, not its last knots alone.
-    tail_t = min(new_hi - new_lo, BEYOND_PACE_S)
-    tail_slope = (ref_hi - float(warp.to_ref(new_hi - tail_t)[0])) / max(tail_t, 1e-9)
-    head_slope = (float(warp.to_ref(new_lo + tail_t)[0]) - ref_lo) / max(tail_t, 1e-9)
+    head_slope, tail_slope = _end_paces(warp)
     max_span = 2 * REFINE_MAX_WINDOW_S
     margin = 0.25 * step
     missing = ~np.isfinite(predicted)
@@ -340,9 +370,7 @@ def refine_markers(
         timings[k] = time_moment(located[k], float(ref_times_arr[k]), warp, new_frame_s=new_frame_s)
         result_t[k] = timings[k].t_new
         methods[k] = timings[k].method
-        # Past the covered part nothing else vouches for the place: only frames that agree on one
-        # line are believed (a rider standing at the start gate matches a near place in every frame).
-        if outside[k] and not (timings[k].located >= BEYOND_MIN_LOCATED and np.isfinite(timings[k].spread_s)):
+        if outside[k] and not _believed_past_the_ends(located[k], float(ref_times_arr[k]), warp):
             result_t[k], methods[k] = np.nan, "none"
     figures["refined"] = int(np.isfinite(result_t).sum())
     refinement = MarkerRefinement(

@@ -6,7 +6,12 @@ import numpy as np
 
 from mtbsync.align.warp import Warp
 from mtbsync.config import SyncConfig
-from mtbsync.markers.refine import BEYOND_REACH_S, REFINE_MAX_WINDOW_S, _beyond_the_ends
+from mtbsync.markers.refine import (
+    BEYOND_REACH_S,
+    REFINE_MAX_WINDOW_S,
+    _believed_past_the_ends,
+    _beyond_the_ends,
+)
 
 
 def _warp(speed: float = 0.8) -> Warp:
@@ -50,3 +55,21 @@ def test_the_search_stays_inside_the_new_video() -> None:
 def test_a_stalled_end_is_not_carried_on() -> None:
     flat = Warp(np.array([0.0, 5.0, 10.0]), np.array([0.0, 4.0, 4.0]), np.ones(3), meta={"keyframe_fps": 3.0})
     assert np.isnan(_spans(flat, [4.5])[0]).all()  # the pace before the end is 0: no guess
+
+
+def test_past_the_ends_only_frames_on_one_line_at_the_ends_pace_are_believed() -> None:
+    warp = _warp(speed=0.8)  # 0.8 reference s per new s
+    tau = warp.ref_range[1] + 0.4
+    ref_frames = tau + np.arange(-2, 3) / 30
+
+    def located(new_times):
+        return [(float(r), float(n), 200, "peak") for r, n in zip(ref_frames, new_times, strict=True)]
+
+    passing = 20.5 + (ref_frames - tau) / 0.8
+    assert _believed_past_the_ends(located(passing), tau, warp)
+    assert not _believed_past_the_ends(located(passing)[:2], tau, warp)  # two frames: no line
+    # Standing after the finish: every reference frame "found" in the same few new frames.
+    standing = 20.5 + np.array([0.0, 0.04, 0.0, 0.04, 0.0])
+    assert not _believed_past_the_ends(located(standing), tau, warp)
+    # Five times the end's pace: not this rider passing this place.
+    assert not _believed_past_the_ends(located(20.5 + (ref_frames - tau) / 4.0), tau, warp)
