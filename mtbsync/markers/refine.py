@@ -244,8 +244,9 @@ def _believed_past_the_ends(located: list[tuple[float, float, int, str]], tau: f
     """Whether reference frames located past the covered part place the moment there.
 
     Nothing else vouches for the place: at least `BEYOND_MIN_LOCATED` frames must lie on one line,
-    and the pace along it must be within half to twice the warp's at that end. A rider standing
-    at the start gate (or after the finish) matches a nearby place in every frame, at no pace.
+    and the pace along it must be within a third to three times the warp's at that end (whose last
+    knots often lag). A rider standing at the start gate (or after the finish) matches a nearby
+    place in every frame, at no pace.
     """
     if len(located) < BEYOND_MIN_LOCATED:
         return False
@@ -258,7 +259,7 @@ def _believed_past_the_ends(located: list[tuple[float, float, int, str]], tau: f
     end_pace = tail if tau > warp.ref_range[1] else head
     if slope <= 0 or end_pace <= 0:
         return False
-    return 0.5 * end_pace <= 1.0 / slope <= 2.0 * end_pace
+    return end_pace / 3.0 <= 1.0 / slope <= 3.0 * end_pace
 
 
 def _beyond_the_ends(

@@ -71,5 +71,6 @@ def test_past_the_ends_only_frames_on_one_line_at_the_ends_pace_are_believed() -
     # Standing after the finish: every reference frame "found" in the same few new frames.
     standing = 20.5 + np.array([0.0, 0.04, 0.0, 0.04, 0.0])
     assert not _believed_past_the_ends(located(standing), tau, warp)
-    # Five times the end's pace: not this rider passing this place.
+    # Five times the end's pace: not this rider passing this place; twice is (the end knots lag).
     assert not _believed_past_the_ends(located(20.5 + (ref_frames - tau) / 4.0), tau, warp)
+    assert _believed_past_the_ends(located(20.5 + (ref_frames - tau) / 1.6), tau, warp)
