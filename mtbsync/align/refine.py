@@ -197,6 +197,21 @@ def epipole_crossing(times: np.ndarray, inliers: np.ndarray, epipoles: np.ndarra
     return crossing if t.min() <= crossing <= t.max() else math.nan
 
 
+def _zoom_line(
+    times: np.ndarray, inliers: np.ndarray, zooms: np.ndarray, min_inliers: int, *, level: float = 0.0
+) -> tuple[float, float] | None:
+    """(slope, intercept) of ``zooms - level`` against time over a window's strong frames.
+
+    Strong: a zoom measured and at least 30 % of the window's best inliers; weighted by the square
+    root of the inliers. None with fewer than four strong frames.
+    """
+    strong = np.isfinite(zooms) & (inliers >= max(min_inliers, 0.3 * inliers.max(initial=0)))
+    if strong.sum() < 4:
+        return None
+    slope, intercept = np.polyfit(times[strong], zooms[strong] - level, 1, w=np.sqrt(inliers[strong]))
+    return float(slope), float(intercept)
+
+
 def locate_in_window(
     times: np.ndarray,
     inliers: np.ndarray,
@@ -251,11 +266,11 @@ def locate_in_window(
     if denom < 0:
         offset = 0.5 * (y0 - y2) / denom
         peak = times[best] + float(np.clip(offset, -1, 1)) * 0.5 * (times[best + 1] - times[best - 1])
-    strong = np.isfinite(zooms) & (inliers >= max(min_inliers, 0.3 * inliers[best]))
     method = "peak"
     estimate = peak
-    if strong.sum() >= 4:
-        slope, intercept = np.polyfit(times[strong], zooms[strong] - zoom_bias, 1, w=np.sqrt(inliers[strong]))
+    line = _zoom_line(times, inliers, zooms, min_inliers, level=zoom_bias)
+    if line is not None:
+        slope, intercept = line
         if slope < 0:
             crossing = -intercept / slope
             frame = float(np.median(np.diff(times)))
@@ -308,10 +323,10 @@ def zoom_at_level(
         if times.size < 3:
             continue
         crossing = epipole_crossing(times, inliers, epipoles, min_inliers)
-        strong = np.isfinite(zooms) & (inliers >= max(min_inliers, 0.3 * inliers.max(initial=0)))
-        if not math.isfinite(crossing) or strong.sum() < 4:
+        line = _zoom_line(times, inliers, zooms, min_inliers)
+        if not math.isfinite(crossing) or line is None:
             continue
-        slope, intercept = np.polyfit(times[strong], zooms[strong], 1, w=np.sqrt(inliers[strong]))
+        slope, intercept = line
         values.append(float(slope * crossing + intercept))
     return float(np.median(values)) if len(values) >= 3 else math.nan
 
@@ -460,16 +475,6 @@ class WindowTimings:
 
     timings: list[FrameTiming]
     cameras: CameraZoom
-
-    @property
-    def zoom_bias(self) -> float:
-        """The zoom between the lenses."""
-        return self.cameras.lens
-
-    @property
-    def epipoles(self) -> bool:
-        """Whether the epipole locator was used (the cameras differ)."""
-        return self.cameras.differ
 
 
 def locate_windows(

@@ -92,6 +92,8 @@ class RefinementPlan:
         through_warp: Indices of the times the warp places but that are not refined (beyond
             `REFINE_MAX_MARKERS`).
         windows: (k,) half-width of each one's new-run window (s); empty when ``todo`` is.
+        past_ends: (k,) the time lies past the warp's covered part (`_beyond_the_ends` gave its
+            window); empty when ``todo`` is.
         ref_frame_s: One frame of the reference run (s).
         new_frame_s: One frame of the new run (s).
         long_side: Long side of the decoded images (px).
@@ -106,6 +108,7 @@ class RefinementPlan:
     todo: list[int]
     through_warp: list[int] = field(default_factory=list)
     windows: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    past_ends: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     ref_frame_s: float = 1 / 30
     new_frame_s: float = 1 / 30
     long_side: int = 0
@@ -173,8 +176,8 @@ def plan_refinement(
     spans = np.full((len(ref_times_arr), 2), np.nan)
     if beyond:
         spans = _beyond_the_ends(warp, ref_times_arr, predicted, config, new_info.duration)
-        outside = np.isfinite(spans[:, 0])
-        predicted = np.where(outside, spans.mean(axis=1), predicted)
+    past_ends = np.isfinite(spans[:, 0])
+    predicted = np.where(past_ends, spans.mean(axis=1), predicted)
     placeable = np.flatnonzero(np.isfinite(predicted)) if warp.ok else np.zeros(0, np.int64)
     todo, through_warp = _within_limit(placeable, ref_times_arr, max_markers)
     if not todo:
@@ -193,13 +196,14 @@ def plan_refinement(
     )
     windows = np.maximum(windows, min(config.refine_window_s, REFINE_MAX_WINDOW_S))
     # Past the covered part the warp's pace is a guess: the whole span where the place can be is searched.
-    windows = np.where(np.isfinite(spans[:, 0]), 0.5 * (spans[:, 1] - spans[:, 0]), windows)
+    windows = np.where(past_ends, 0.5 * (spans[:, 1] - spans[:, 0]), windows)
     return RefinementPlan(
         ref_times_arr,
         predicted,
         todo,
         through_warp=through_warp,
         windows=windows,
+        past_ends=past_ends,
         ref_frame_s=ref_frame_s,
         new_frame_s=new_frame_s,
         long_side=long_side,
@@ -358,20 +362,19 @@ def refine_markers(
             *stacked, pairs, config.match, reproj_px=plan.reproj_px, epipoles=True
         ),
     )
-    figures["zoom_bias"] = found.zoom_bias
-    figures["epipoles"] = found.epipoles
+    figures["zoom_bias"] = found.cameras.lens
+    figures["epipoles"] = found.cameras.differ
     located: dict[int, list[tuple[float, float, int, str]]] = {k: [] for k in todo}
     for (k, r, _), timing in zip(plan_pairs, found.timings, strict=True):
         guess = predicted[k]
         if np.isfinite(timing.t_new) and abs(timing.t_new - guess) <= windows[k] - new_frame_s:
             located[k].append((float(ref_t[r]), timing.t_new, timing.peak_inliers, timing.method))
     timings: list[Any] = [None] * len(ref_times_arr)
-    outside = ~np.isfinite(warp.to_new(ref_times_arr)) if len(ref_times_arr) else np.zeros(0, bool)
     for k in todo:
         timings[k] = time_moment(located[k], float(ref_times_arr[k]), warp, new_frame_s=new_frame_s)
         result_t[k] = timings[k].t_new
         methods[k] = timings[k].method
-        if outside[k] and not _believed_past_the_ends(located[k], float(ref_times_arr[k]), warp):
+        if plan.past_ends[k] and not _believed_past_the_ends(located[k], float(ref_times_arr[k]), warp):
             result_t[k], methods[k] = np.nan, "none"
     figures["refined"] = int(np.isfinite(result_t).sum())
     refinement = MarkerRefinement(
